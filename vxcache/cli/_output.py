@@ -1,0 +1,105 @@
+"""Print rows on stdout as a table, JSON, JSON lines, CSV or Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from vxcache._time import format_timestamp
+
+READ_FORMATS = ("table", "json", "jsonl", "csv", "markdown")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _text(value: Any) -> str:
+    plain = _plain(value)
+    if plain is None:
+        return ""
+    if isinstance(plain, dict | list):
+        return orjson.dumps(plain).decode()
+    return str(plain)
+
+
+def _json_default(value: Any) -> Any:
+    plain = _plain(value)
+    if plain is value:
+        return str(value)
+    return plain
+
+
+def render_rows(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, fmt: str
+) -> str:
+    """Return rows in one of the read formats, ready for stdout."""
+    if fmt == "json":
+        objects = [dict(zip(columns, row, strict=True)) for row in rows]
+        return orjson.dumps(objects, default=_json_default, option=orjson.OPT_INDENT_2).decode()
+    if fmt == "jsonl":
+        return "".join(
+            orjson.dumps(dict(zip(columns, row, strict=True)), default=_json_default).decode()
+            + "\n"
+            for row in rows
+        ).rstrip("\n")
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_text(value) for value in row] for row in rows)
+        return buffer.getvalue().rstrip("\n")
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for row in rows:
+            cells = (_text(value).replace("|", "\\|").replace("\n", " ") for value in row)
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+    return _render_table(columns, rows)
+
+
+def _render_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    table = Table(*columns, show_edge=False, header_style="bold", pad_edge=False)
+    for row in rows:
+        table.add_row(*(_text(value) for value in row))
+    console = Console(file=io.StringIO(), width=max(80, 200), color_system=None)
+    console.print(table)
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    return str(output).rstrip("\n")
+
+
+def print_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, fmt: str) -> None:
+    """Print rows on stdout."""
+    text = render_rows(columns, rows, fmt=fmt)
+    if text:
+        sys.stdout.write(text + "\n")
+
+
+def print_record(record: dict[str, Any], *, fmt: str) -> None:
+    """Print one record: key/value lines as a table, or one object in JSON."""
+    if fmt == "json":
+        sys.stdout.write(
+            orjson.dumps(record, default=_json_default, option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+        return
+    if fmt in ("jsonl", "csv", "markdown"):
+        print_rows(list(record), [list(record.values())], fmt=fmt)
+        return
+    print_rows(["field", "value"], [(key, value) for key, value in record.items()], fmt=fmt)

@@ -1,0 +1,317 @@
+"""
+Settings: one validated, frozen object built from defaults, TOML, environment and options.
+
+Precedence, lowest first: built-in defaults, the TOML file, ``VXCACHE_*``
+environment variables, command-line options. ``config.example.toml`` documents
+every key.
+
+Example:
+    >>> settings = load_settings(overrides={"node": {"url": "http://127.0.0.1:8700"}})
+    >>> settings.node.url
+    'http://127.0.0.1:8700'
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from vxcache._units import parse_duration, parse_size
+from vxcache.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "vxcache"
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=False)
+
+
+class NodePaths(_Section):
+    """Paths of the node's routes, relative to the node URL."""
+
+    list: str = "/api/v3/sessions/list"
+    show: str = "/api/v2/tenant/sessions/show"
+    pull: str = "/api/v2/tenant/sessions/pull"
+    apply: str = "/api/v2/tenant/sessions/apply"
+    delete: str = "/api/v2/tenant/sessions/delete"
+
+    @field_validator("*")
+    @classmethod
+    def _starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a path must start with '/'")
+        return value
+
+
+class NodeSettings(_Section):
+    """How to reach and authenticate to the node."""
+
+    url: str = "http://127.0.0.1:8700"
+    token: SecretStr = SecretStr("")
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    connect_timeout: Seconds = 5.0
+    read_timeout: Seconds = 30.0
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    retry_max_wait: Seconds = 30.0
+    max_pull_bytes: Bytes = 64 * 1024**2
+    paths: NodePaths = NodePaths()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class CacheSettings(_Section):
+    """Where the cache lives and what it keeps."""
+
+    path: Path | None = None
+    busy_timeout: Seconds = 5.0
+    store_sensitive: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        """Return the SQLite file, defaulting to the platform's user data folder."""
+        if self.path is not None:
+            return self.path.expanduser()
+        return Path(platformdirs.user_data_dir(APP_NAME)) / "cache.db"
+
+
+class SyncSettings(_Section):
+    """How and how often the mirror is refreshed."""
+
+    interval: Seconds = 300.0
+    jitter: Seconds = 15.0
+    pull: bool = True
+    pull_concurrency: int = Field(default=4, ge=1, le=64)
+    lock_timeout: Seconds = 10.0
+    recheck_per_sync: int = Field(default=50, ge=0)
+
+
+class QuerySettings(_Section):
+    """Limits on user SQL and where extra reports live."""
+
+    time_limit: Seconds = 30.0
+    row_cap: int = Field(default=10_000, ge=1)
+    reports_dir: Path | None = None
+    memory_limit: str = "2GB"
+
+
+class WriteSettings(_Section):
+    """Passing apply and delete through to the node."""
+
+    actor: str = ""
+    wait_timeout: Seconds = 600.0
+
+    @property
+    def actor_name(self) -> str:
+        """Return the configured actor, or the operating-system user."""
+        if self.actor:
+            return self.actor
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+
+
+class ApiSettings(_Section):
+    """The local HTTP API of ``vxcache serve``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    token: SecretStr = SecretStr("")
+    allow_writes: bool = True
+    cors_origins: tuple[str, ...] = ()
+
+
+class Settings(_Section):
+    """Every setting vxcache reads, validated and frozen."""
+
+    node: NodeSettings = NodeSettings()
+    cache: CacheSettings = CacheSettings()
+    sync: SyncSettings = SyncSettings()
+    query: QuerySettings = QuerySettings()
+    writes: WriteSettings = WriteSettings()
+    api: ApiSettings = ApiSettings()
+    offline: bool = False
+    config_path: Path | None = None
+
+
+_ENVIRONMENT = {
+    "VXCACHE_NODE_URL": ("node", "url"),
+    "VXCACHE_TOKEN": ("node", "token"),
+    "VXCACHE_DB": ("cache", "path"),
+}
+_FILE_SECTIONS = ("node", "cache", "sync", "query", "writes", "api")
+
+
+def default_config_path() -> Path:
+    """Return where ``vxcache init`` writes, and where the config is looked for."""
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def starter_config(*, node_url: str | None = None, db_path: Path | None = None) -> str:
+    """Return the documented example config, with the node URL and cache path filled in."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "config.example.toml", package.parent / "config.example.toml"):
+        if candidate.is_file():
+            text = candidate.read_text(encoding="utf-8")
+            break
+    else:
+        raise ConfigError("config.example.toml is missing from this installation")
+    if node_url:
+        text = text.replace('url = "http://127.0.0.1:8700"', f"url = {_toml_string(node_url)}", 1)
+    if db_path:
+        text = re.sub(r"^# path = .*$", f"path = {_toml_string(str(db_path))}", text,
+                      count=1, flags=re.MULTILINE)
+    return text
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def load_settings(
+    config_path: Path | str | None = None,
+    *,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+    offline: bool = False,
+) -> Settings:
+    """
+    Build the settings from defaults, a TOML file, the environment and overrides.
+
+    ``config_path`` None means ``VXCACHE_CONFIG`` or the default path, which may
+    be absent; a path given explicitly must exist.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or a value is invalid.
+    """
+    env = os.environ if environ is None else environ
+    explicit = config_path or env.get("VXCACHE_CONFIG") or None
+    path = Path(explicit).expanduser() if explicit else default_config_path()
+
+    merged: dict[str, dict[str, Any]] = {section: {} for section in _FILE_SECTIONS}
+    used_path: Path | None = None
+    if path.is_file():
+        _merge(merged, read_toml(path))
+        used_path = path
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist; run `vxcache init` or fix --config")
+
+    for variable, (section, key) in _ENVIRONMENT.items():
+        if env.get(variable):
+            merged[section][key] = env[variable]
+    _merge(merged, overrides or {})
+
+    try:
+        return Settings(**merged, offline=offline, config_path=used_path)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation(exc, used_path)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """
+    Parse a config file, warning about unknown keys.
+
+    Raises:
+        ConfigError: unreadable file or TOML syntax error, naming file, line and key.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_describe_toml_error(path, text, exc)) from None
+
+    _warn_unknown_keys(data, path)
+    return data
+
+
+def _merge(target: dict[str, dict[str, Any]], source: Mapping[str, Any]) -> None:
+    for section, values in source.items():
+        if section in target and isinstance(values, Mapping):
+            for key, value in values.items():
+                if isinstance(value, Mapping) and isinstance(target[section].get(key), dict):
+                    target[section][key] = {**target[section][key], **value}
+                else:
+                    target[section][key] = value
+        elif section in target:
+            target[section] = values  # type: ignore[assignment]  # pydantic reports it
+
+
+def _warn_unknown_keys(data: Mapping[str, Any], path: Path) -> None:
+    known = Settings.model_fields
+    for section, values in data.items():
+        if section not in _FILE_SECTIONS:
+            logger.warning("unknown config key %r in %s; it is ignored", section, path)
+            continue
+        if not isinstance(values, Mapping):
+            continue
+        model = known[section].annotation
+        fields = model.model_fields if isinstance(model, type) else {}
+        for key, value in values.items():
+            if key not in fields:
+                logger.warning("unknown config key '%s.%s' in %s; it is ignored", section, key, path)
+            elif key == "paths" and isinstance(value, Mapping):
+                for sub in value:
+                    if sub not in NodePaths.model_fields:
+                        logger.warning(
+                            "unknown config key 'node.paths.%s' in %s; it is ignored", sub, path
+                        )
+
+
+def _describe_toml_error(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    reason = re.sub(r"\s*\(at .*\)$", "", str(exc))
+    line_number = getattr(exc, "lineno", None)
+    if line_number is None:
+        found = re.search(r"line (\d+)", str(exc))
+        line_number = int(found[1]) if found else None
+    if line_number is None:
+        return f"{path}: invalid TOML: {reason}"
+    lines = text.splitlines()
+    line = lines[line_number - 1] if 0 < line_number <= len(lines) else ""
+    key = line.split("=", 1)[0].strip() if "=" in line else ""
+    where = f"line {line_number}" + (f", key '{key}'" if key else "")
+
+    return f"{path} {where}: invalid TOML: {reason}"
+
+
+def _describe_validation(exc: ValidationError, path: Path | None) -> str:
+    source = f" in {path}" if path else ""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"'{key}': {message}")
+    if len(problems) == 1:
+        return f"invalid config value{source}: {problems[0]}"
+
+    return f"invalid config values{source}: " + "; ".join(problems)

@@ -1,0 +1,121 @@
+"""
+The session record as the node sends it, parsed into one typed, tolerant shape.
+
+The client turns every list or show item into a :class:`SessionRecord`; sync,
+store and writes only ever see this type. Unknown fields are kept verbatim in
+``extra``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from vxcache._time import format_timestamp, parse_timestamp
+
+SESSION_FIELDS = (
+    "session_id",
+    "status",
+    "hostname",
+    "username",
+    "script",
+    "resource_id",
+    "started_at",
+    "ended_at",
+)
+_OPTIONAL_TEXT = ("hostname", "username", "script", "resource_id")
+_KNOWN = frozenset(SESSION_FIELDS)
+
+
+class RecordShapeError(ValueError):
+    """A session object from the node has a field of the wrong type."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One session as observed at the node."""
+
+    session_id: str
+    status: str
+    hostname: str | None = None
+    username: str | None = None
+    script: str | None = None
+    resource_id: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> bytes:
+        """Return a digest of the documented fields; equal digests mean no change."""
+        values = (
+            self.session_id,
+            self.status,
+            self.hostname,
+            self.username,
+            self.script,
+            self.resource_id,
+            format_timestamp(self.started_at),
+            format_timestamp(self.ended_at),
+        )
+        return hashlib.blake2b(orjson.dumps(values), digest_size=16).digest()
+
+    def as_wire(self) -> dict[str, Any]:
+        """Return the record in the node's own JSON shape, unknown fields included."""
+        wire: dict[str, Any] = dict(self.extra)
+        wire.update(
+            session_id=self.session_id,
+            status=self.status,
+            hostname=self.hostname,
+            username=self.username,
+            script=self.script,
+            resource_id=self.resource_id,
+            started_at=format_timestamp(self.started_at),
+            ended_at=format_timestamp(self.ended_at),
+        )
+        return wire
+
+
+def parse_session(item: object) -> SessionRecord:
+    """
+    Parse one session object from the node.
+
+    Raises:
+        RecordShapeError: the item is not an object, lacks ``session_id`` or
+            ``status``, or a known field has the wrong type.
+    """
+    if not isinstance(item, dict):
+        raise RecordShapeError(f"a session must be a JSON object, got {type(item).__name__}")
+    session_id = item.get("session_id")
+    if not isinstance(session_id, str) or not session_id:
+        raise RecordShapeError("a session has no 'session_id' string")
+    status = item.get("status")
+    if not isinstance(status, str):
+        raise RecordShapeError(f"session {session_id} has no 'status' string")
+
+    texts: dict[str, str | None] = {}
+    for name in _OPTIONAL_TEXT:
+        value = item.get(name)
+        if value is not None and not isinstance(value, str):
+            raise RecordShapeError(f"session {session_id} field {name!r} is not a string")
+        texts[name] = value
+    try:
+        started_at = parse_timestamp(item.get("started_at"))
+        ended_at = parse_timestamp(item.get("ended_at"))
+    except ValueError as exc:
+        raise RecordShapeError(f"session {session_id}: {exc}") from None
+    extra = {key: value for key, value in item.items() if key not in _KNOWN}
+
+    return SessionRecord(
+        session_id=session_id,
+        status=status,
+        started_at=started_at,
+        ended_at=ended_at,
+        extra=extra,
+        **texts,
+    )

@@ -1,0 +1,106 @@
+"""
+APScheduler wiring: periodic syncs, one at a time. The jobs call :mod:`vxcache.sync`.
+
+Example:
+    >>> scheduler = build_scheduler(settings, blocking=True)
+    >>> scheduler.start()  # until SIGINT or SIGTERM
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from vxcache._time import utc_now
+from vxcache.client import NodeClient
+from vxcache.config import Settings
+from vxcache.errors import VxcacheError
+from vxcache.store import Store
+from vxcache.sync import SyncSummary, run_sync
+
+logger = logging.getLogger(__name__)
+
+SYNC_JOB_ID = "vxcache-sync"
+
+#: Called after every scheduled sync that finished, e.g. to refresh the replica.
+AfterSync = Callable[[SyncSummary], None]
+
+
+def sync_once(
+    settings: Settings, *, trigger: str, after_sync: AfterSync | None = None
+) -> SyncSummary | None:
+    """
+    Run one sync as a job: log a failure and return None instead of raising.
+
+    A failed sync is retried at the next tick; the job never kills the scheduler.
+    """
+    try:
+        with Store.open(settings) as store, NodeClient(settings.node) as client:
+            summary = run_sync(store, client, settings, trigger=trigger)
+    except VxcacheError as exc:
+        logger.error("scheduled sync failed error=%s", exc)
+        return None
+    except Exception:
+        logger.exception("scheduled sync crashed")
+        return None
+    logger.info("%s", summary.describe())
+    if after_sync is not None:
+        after_sync(summary)
+
+    return summary
+
+
+def build_scheduler(
+    settings: Settings,
+    *,
+    blocking: bool,
+    interval_seconds: float | None = None,
+    after_sync: AfterSync | None = None,
+    first_run_at: datetime | None = None,
+) -> BaseScheduler:
+    """
+    Return a scheduler with one sync job: never two at once, missed runs coalesced.
+
+    The first run starts at ``first_run_at`` (default: now), later ones every
+    interval with up to ``sync.jitter`` of random delay.
+    """
+    scheduler: BaseScheduler = (
+        BlockingScheduler(timezone="UTC") if blocking else BackgroundScheduler(timezone="UTC")
+    )
+    seconds = interval_seconds or settings.sync.interval
+    scheduler.add_job(
+        sync_once,
+        trigger=IntervalTrigger(seconds=seconds, jitter=int(settings.sync.jitter) or None,
+                                timezone="UTC"),
+        kwargs={"settings": settings, "trigger": "schedule", "after_sync": after_sync},
+        id=SYNC_JOB_ID,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(seconds)),
+        next_run_time=first_run_at or utc_now(),
+    )
+    return scheduler
+
+
+def stop_on_signals(scheduler: BaseScheduler) -> None:
+    """Shut the scheduler down on SIGINT and SIGTERM, letting a running sync finish."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        logger.info("stopping on signal=%s", signal.Signals(signum).name)
+        # A running sync finishes its current transaction; anything not yet
+        # committed is redone by the next sync.
+        threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}).start()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)

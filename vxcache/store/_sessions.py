@@ -1,0 +1,274 @@
+"""Writing sessions and their version chain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, bindparam, select, update
+
+from vxcache.models import Session, SessionVersion
+from vxcache.records import SessionRecord
+from vxcache.store._base import StoreBase
+from vxcache.store._types import ChangedSession, IndexEntry, ListingChanges
+
+_SESSIONS = Session.__table__  # type: ignore[attr-defined]
+_HISTORY = SessionVersion.__table__  # type: ignore[attr-defined]
+_FIELDS = ("status", "hostname", "username", "script", "resource_id", "started_at", "ended_at")
+
+
+def _extra_json(record: SessionRecord) -> str | None:
+    return orjson.dumps(record.extra).decode() if record.extra else None
+
+
+def _fields(record: SessionRecord) -> dict[str, Any]:
+    return {
+        "status": record.status,
+        "hostname": record.hostname,
+        "username": record.username,
+        "script": record.script,
+        "resource_id": record.resource_id,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "extra": _extra_json(record),
+    }
+
+
+def _version_row(
+    change: ChangedSession, *, observed_at: datetime, sync_id: int | None, via: str, seq: int
+) -> dict[str, Any]:
+    return {
+        "session_id": change.record.session_id,
+        "version": change.version,
+        **_fields(change.record),
+        "valid_from": observed_at,
+        "valid_to": None,
+        "sync_id": sync_id,
+        "observed_via": via,
+        "change_seq": seq,
+    }
+
+
+class SessionMixin(StoreBase):
+    """Sessions, their history, presence and staleness."""
+
+    def session_index(self) -> dict[str, IndexEntry]:
+        """Return fingerprint, version and presence of every cached session."""
+        query = select(_SESSIONS.c.session_id, _SESSIONS.c.fingerprint, _SESSIONS.c.version,
+                       _SESSIONS.c.presence)
+        with self.reading() as connection:
+            rows = connection.execute(query).all()
+        return {row[0]: IndexEntry(row[1], row[2], row[3]) for row in rows}
+
+    def session_index_of(self, session_id: str) -> IndexEntry | None:
+        """Return the index entry of one session."""
+        query = select(_SESSIONS.c.fingerprint, _SESSIONS.c.version, _SESSIONS.c.presence).where(
+            _SESSIONS.c.session_id == session_id
+        )
+        with self.reading() as connection:
+            row = connection.execute(query).first()
+        return IndexEntry(row[0], row[1], row[2]) if row else None
+
+    def stale_since(self) -> dict[str, datetime]:
+        """Return when each stale session was marked stale."""
+        query = select(_SESSIONS.c.session_id, _SESSIONS.c.stale_since).where(_SESSIONS.c.stale)
+        with self.reading() as connection:
+            return {row[0]: row[1] for row in connection.execute(query)}
+
+    def pull_basis(self, session_ids: Iterable[str]) -> dict[str, tuple[str, datetime | None]]:
+        """Return the cached status and ``ended_at`` of some sessions."""
+        wanted = list(session_ids)
+        found: dict[str, tuple[str, datetime | None]] = {}
+        query = select(_SESSIONS.c.session_id, _SESSIONS.c.status, _SESSIONS.c.ended_at).where(
+            _SESSIONS.c.session_id.in_(bindparam("ids", expanding=True))
+        )
+        with self.reading() as connection:
+            for start in range(0, len(wanted), 500):
+                rows = connection.execute(query, {"ids": wanted[start : start + 500]})
+                found.update({row[0]: (row[1], row[2]) for row in rows})
+        return found
+
+    def recheck_candidates(self, limit: int) -> list[str]:
+        """Return aged-out sessions seen longest ago, to ask the node about again."""
+        query = (
+            select(_SESSIONS.c.session_id)
+            .where(_SESSIONS.c.presence == "aged_out")
+            .order_by(_SESSIONS.c.last_seen_at, _SESSIONS.c.session_id)
+            .limit(limit)
+        )
+        with self.reading() as connection:
+            return list(connection.execute(query).scalars())
+
+    def newest_listed_start(self) -> datetime | None:
+        """Return the newest ``started_at`` among sessions in the latest list."""
+        query = (
+            select(_SESSIONS.c.started_at)
+            .where(_SESSIONS.c.presence == "listed")
+            .where(_SESSIONS.c.started_at.is_not(None))
+            .order_by(_SESSIONS.c.started_at.desc())
+            .limit(1)
+        )
+        with self.reading() as connection:
+            return connection.execute(query).scalar()
+
+    def apply_listing(
+        self, changes: ListingChanges, *, sync_id: int | None, observed_at: datetime
+    ) -> None:
+        """Write what one list answer changed, in one transaction."""
+        with self.transaction() as (connection, seq):
+            if changes.new:
+                self._insert_new(connection, changes.new, sync_id=sync_id,
+                                 observed_at=observed_at, seq=seq)
+            if changes.changed:
+                self._add_versions(connection, changes.changed, sync_id=sync_id,
+                                   observed_at=observed_at, via="list", seq=seq)
+            self._move_presence(connection, changes.relisted, presence="listed",
+                                observed_at=observed_at, seq=seq)
+            self._update_each(connection, changes.refreshed, seq=seq, stale=False,
+                              stale_since=None)
+
+    def apply_observations(
+        self,
+        *,
+        sync_id: int | None,
+        observed_at: datetime,
+        aged_out: Sequence[tuple[SessionRecord, ChangedSession | None]],
+        gone: Sequence[str],
+    ) -> None:
+        """Record what show said of sessions missing from the list."""
+        with self.transaction() as (connection, seq):
+            changed = [change for _record, change in aged_out if change is not None]
+            if changed:
+                self._add_versions(connection, changed, sync_id=sync_id,
+                                   observed_at=observed_at, via="show", seq=seq)
+            seen = [record.session_id for record, _change in aged_out]
+            self._update_each(connection, seen, seq=seq, last_seen_at=observed_at)
+            self._move_presence(connection, seen, presence="aged_out",
+                                observed_at=observed_at, seq=seq)
+            self._move_presence(connection, gone, presence="gone",
+                                observed_at=observed_at, seq=seq)
+
+    def _insert_new(
+        self,
+        connection: Connection,
+        records: Sequence[SessionRecord],
+        *,
+        sync_id: int | None,
+        observed_at: datetime,
+        seq: int,
+    ) -> None:
+        sessions = []
+        versions = []
+        for record in records:
+            fields = _fields(record)
+            sessions.append({
+                "session_id": record.session_id,
+                **fields,
+                "fingerprint": record.fingerprint,
+                "version": 1,
+                "first_seen_at": observed_at,
+                "last_seen_at": None,
+                "presence": "listed",
+                "presence_changed_at": observed_at,
+                "stale": False,
+                "stale_since": None,
+                "pull_wanted": True,
+                "last_pull_id": None,
+                "change_seq": seq,
+            })
+            versions.append({
+                "session_id": record.session_id,
+                "version": 1,
+                **fields,
+                "valid_from": observed_at,
+                "valid_to": None,
+                "sync_id": sync_id,
+                "observed_via": "list",
+                "change_seq": seq,
+            })
+        connection.execute(_SESSIONS.insert(), sessions)
+        connection.execute(_HISTORY.insert(), versions)
+
+    def _add_versions(
+        self,
+        connection: Connection,
+        changes: Sequence[ChangedSession],
+        *,
+        sync_id: int | None,
+        observed_at: datetime,
+        via: str,
+        seq: int,
+    ) -> None:
+        close_previous = (
+            update(_HISTORY)
+            .where(_HISTORY.c.session_id == bindparam("sid"))
+            .where(_HISTORY.c.version == bindparam("previous"))
+            .values(valid_to=observed_at, change_seq=seq)
+        )
+        connection.execute(
+            close_previous,
+            [{"sid": c.record.session_id, "previous": c.version - 1} for c in changes],
+        )
+        connection.execute(
+            _HISTORY.insert(),
+            [_version_row(c, observed_at=observed_at, sync_id=sync_id, via=via, seq=seq)
+             for c in changes],
+        )
+        update_current = (
+            update(_SESSIONS)
+            .where(_SESSIONS.c.session_id == bindparam("sid"))
+            .values({name: bindparam(name) for name in (*_FIELDS, "extra", "fingerprint",
+                                                         "version")})
+            .values(
+                pull_wanted=_SESSIONS.c.pull_wanted | bindparam("wants_pull"),
+                change_seq=seq,
+            )
+        )
+        connection.execute(
+            update_current,
+            [
+                {
+                    "sid": c.record.session_id,
+                    **_fields(c.record),
+                    "fingerprint": c.record.fingerprint,
+                    "version": c.version,
+                    "wants_pull": c.wants_pull,
+                }
+                for c in changes
+            ],
+        )
+
+    def _update_each(
+        self, connection: Connection, session_ids: Sequence[str], *, seq: int, **values: Any
+    ) -> None:
+        if not session_ids:
+            return
+        statement = (
+            update(_SESSIONS)
+            .where(_SESSIONS.c.session_id == bindparam("sid"))
+            .values(change_seq=seq, **values)
+        )
+        connection.execute(statement, [{"sid": sid} for sid in session_ids])
+
+    def _move_presence(
+        self,
+        connection: Connection,
+        session_ids: Sequence[str],
+        *,
+        presence: str,
+        observed_at: datetime,
+        seq: int,
+    ) -> None:
+        # Only a real transition moves presence_changed_at: a session seen gone
+        # twice keeps the time it was first seen gone.
+        if not session_ids:
+            return
+        statement = (
+            update(_SESSIONS)
+            .where(_SESSIONS.c.session_id == bindparam("sid"))
+            .where(_SESSIONS.c.presence != presence)
+            .values(presence=presence, presence_changed_at=observed_at, change_seq=seq)
+        )
+        connection.execute(statement, [{"sid": sid} for sid in session_ids])

@@ -1,0 +1,110 @@
+"""Plain values handed to the store by sync and writes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vxcache.records import SessionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """What sync needs to know of a cached session to diff it against the node."""
+
+    fingerprint: bytes
+    version: int
+    presence: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedSession:
+    """A session whose documented fields changed: its next version."""
+
+    record: SessionRecord
+    version: int
+    wants_pull: bool
+
+
+@dataclass(slots=True)
+class ListingChanges:
+    """What one list answer changes in the cache."""
+
+    new: list[SessionRecord] = field(default_factory=list)
+    changed: list[ChangedSession] = field(default_factory=list)
+    relisted: list[str] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SyncCounts:
+    """The counters and outcome of one sync run."""
+
+    outcome: str | None = None
+    listed_at: datetime | None = None
+    finished_at: datetime | None = None
+    listed: int | None = None
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    aged_out: int = 0
+    gone: int = 0
+    pulled: int = 0
+    pull_failed: int = 0
+    gap_from: datetime | None = None
+    gap_to: datetime | None = None
+    error: str | None = None
+
+    def as_values(self) -> dict[str, Any]:
+        """Return the counts as column values."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInput:
+    """One artifact of a pull, its content in full."""
+
+    name: str
+    content: bytes
+    kind: str
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInput:
+    """One Terraform resource of a pulled state."""
+
+    address: str
+    mode: str
+    type: str
+    name: str
+    provider: str | None
+    module: str | None
+    instance_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateInput:
+    """A pulled Terraform state, already redacted as the settings ask."""
+
+    document: bytes
+    format_version: int
+    terraform_version: str | None
+    serial: int | None
+    lineage: str | None
+    resources: tuple[ResourceInput, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullInput:
+    """One pull answer, ready to store."""
+
+    session_id: str
+    pulled_at: datetime
+    size_bytes: int
+    sha256: str
+    body: bytes
+    redacted_values: int
+    artifacts: tuple[ArtifactInput, ...]
+    state: StateInput | None

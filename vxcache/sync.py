@@ -1,0 +1,359 @@
+"""
+One sync run: list, diff, confirm the missing, pull, record. No scheduling here.
+
+Example:
+    >>> with Store.open(settings) as store, NodeClient(settings.node) as client:
+    ...     summary = run_sync(store, client, settings)
+    >>> summary.outcome
+    'ok'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from filelock import FileLock, Timeout
+
+from vxcache._time import format_timestamp, utc_now
+from vxcache._units import format_duration
+from vxcache.client import NodeClient
+from vxcache.config import Settings
+from vxcache.errors import CacheBusyError, SessionNotFoundError, UpstreamError
+from vxcache.pulls import pull_input
+from vxcache.records import SessionRecord
+from vxcache.store import IndexEntry, ListingChanges, Store, SyncCounts
+from vxcache.store._types import ChangedSession
+
+logger = logging.getLogger(__name__)
+
+#: Called as ``progress(phase, done, total)`` while a sync shows or pulls.
+ProgressHook = Callable[[str, int, int], None]
+T = TypeVar("T")
+
+
+@dataclass
+class SyncSummary:
+    """What one sync did."""
+
+    sync_id: int
+    counts: SyncCounts
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        """Return ``ok``, ``partial`` or ``failed``."""
+        return self.counts.outcome or "failed"
+
+    def describe(self) -> str:
+        """Return the one-line summary printed at the end of a sync."""
+        c = self.counts
+        return (
+            f"sync {self.sync_id} {self.outcome}: listed {c.listed or 0}, new {c.new}, "
+            f"changed {c.changed}, aged out {c.aged_out}, gone {c.gone}, "
+            f"pulled {c.pulled}" + (f" ({c.pull_failed} failed)" if c.pull_failed else "")
+            + f", {self.seconds:.1f}s"
+        )
+
+
+def sync_lock(settings: Settings) -> FileLock:
+    """Return the lock that keeps one sync at a time on a cache."""
+    path = settings.cache.db_path
+    return FileLock(str(path.with_name(path.name + ".sync.lock")))
+
+
+def run_sync(
+    store: Store,
+    client: NodeClient,
+    settings: Settings,
+    *,
+    trigger: str = "cli",
+    pull: bool | None = None,
+    progress: ProgressHook | None = None,
+    after_list: Callable[[], None] | None = None,
+) -> SyncSummary:
+    """
+    Mirror the node into the cache once.
+
+    Args:
+        pull: pull artifacts of new and changed sessions; None takes the setting.
+        after_list: called between reading the list and writing it (tests use
+            it to make races deterministic).
+
+    Raises:
+        CacheBusyError: another sync held the cache past ``sync.lock_timeout``.
+        UpstreamError: the list could not be read; the run is recorded as failed.
+    """
+    lock = sync_lock(settings)
+    try:
+        lock.acquire(timeout=settings.sync.lock_timeout)
+    except Timeout:
+        raise CacheBusyError(
+            f"another sync is running on {settings.cache.db_path}; waited "
+            f"{format_duration(settings.sync.lock_timeout)}, try again when it finishes"
+        ) from None
+    try:
+        run = _SyncRun(store, client, settings, trigger=trigger, progress=progress)
+        return run.execute(pull=settings.sync.pull if pull is None else pull,
+                           after_list=after_list)
+    finally:
+        lock.release()
+
+
+class _SyncRun:
+    def __init__(
+        self,
+        store: Store,
+        client: NodeClient,
+        settings: Settings,
+        *,
+        trigger: str,
+        progress: ProgressHook | None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.progress = progress
+        self.started = time.monotonic()
+        self.counts = SyncCounts()
+        self.warnings: list[str] = []
+        self.sync_id = store.begin_sync(trigger=trigger, started_at=utc_now())
+
+    def execute(self, *, pull: bool, after_list: Callable[[], None] | None) -> SyncSummary:
+        logger.info("sync started sync_id=%d", self.sync_id)
+        try:
+            missing = self._mirror_list(after_list)
+            self._confirm_missing(missing)
+            if pull:
+                self._pull_wanted()
+        except BaseException as exc:
+            self._finish("failed", error=_describe(exc))
+            raise
+        self._finish("partial" if self.counts.pull_failed or self.counts.error else "ok")
+        summary = SyncSummary(
+            self.sync_id, self.counts, time.monotonic() - self.started, self.warnings
+        )
+        logger.info("sync finished sync_id=%d outcome=%s seconds=%.1f",
+                    self.sync_id, summary.outcome, summary.seconds)
+
+        return summary
+
+    def _finish(self, outcome: str, *, error: str | None = None) -> None:
+        self.counts.outcome = outcome
+        self.counts.finished_at = utc_now()
+        if error is not None:
+            self.counts.error = error
+        self.store.finish_sync(self.sync_id, self.counts)
+
+    def _mirror_list(self, after_list: Callable[[], None] | None) -> list[str]:
+        listed_at = utc_now()
+        records = _first_of_each(self.client.list_sessions())
+        if after_list is not None:
+            after_list()
+        index = self.store.session_index()
+        stale = self.store.stale_since()
+        self._check_gap(index, records)
+
+        changes = _diff(records, index, stale, listed_at)
+        with_pull = self.store.pull_basis(c.record.session_id for c in changes.changed)
+        changes.changed = [
+            _with_pull_flag(change, with_pull.get(change.record.session_id))
+            for change in changes.changed
+        ]
+        self.store.apply_listing(changes, sync_id=self.sync_id, observed_at=listed_at)
+
+        self.counts.listed_at = listed_at
+        self.counts.listed = len(records)
+        self.counts.new = len(changes.new)
+        self.counts.changed = len(changes.changed)
+        self.counts.unchanged = len(records) - len(changes.new) - len(changes.changed)
+        listed_ids = {record.session_id for record in records}
+
+        return [sid for sid, entry in index.items()
+                if entry.presence == "listed" and sid not in listed_ids]
+
+    def _check_gap(self, index: dict[str, IndexEntry], records: list[SessionRecord]) -> None:
+        previous = {sid for sid, entry in index.items() if entry.presence == "listed"}
+        if not previous or not records:
+            return
+        if any(record.session_id in previous for record in records):
+            return
+        starts = [record.started_at for record in records if record.started_at is not None]
+        self.counts.gap_from = self.store.newest_listed_start()
+        self.counts.gap_to = min(starts) if starts else None
+        warning = (
+            "the node's list shares no session with the previous one, so sessions "
+            f"started between {format_timestamp(self.counts.gap_from) or 'the last sync'} "
+            f"and {format_timestamp(self.counts.gap_to) or 'now'} may be missing; "
+            f"sync more often than every {format_duration(self.settings.sync.interval)} "
+            "(sync.interval)"
+        )
+        self.warnings.append(warning)
+        logger.warning("possible gap %s", warning)
+
+    def _confirm_missing(self, missing: list[str]) -> None:
+        recheck = self.store.recheck_candidates(self.settings.sync.recheck_per_sync)
+        asked = set(missing)
+        candidates = missing + [sid for sid in recheck if sid not in asked]
+        if not candidates:
+            return
+        observed_at = utc_now()
+        index = self.store.session_index()
+        aged_out: list[tuple[SessionRecord, ChangedSession | None]] = []
+        gone: list[str] = []
+        unreachable = 0
+        for session_id, outcome in self._in_parallel("show", candidates,
+                                                     self.client.show_session):
+            if isinstance(outcome, SessionRecord):
+                aged_out.append((outcome, _change_of(outcome, index.get(session_id))))
+            elif isinstance(outcome, SessionNotFoundError):
+                gone.append(session_id)
+            else:
+                unreachable += 1
+        basis = self.store.pull_basis(c.record.session_id for _r, c in aged_out if c)
+        aged_out = [
+            (record, _with_pull_flag(change, basis.get(record.session_id)) if change else None)
+            for record, change in aged_out
+        ]
+        self.store.apply_observations(
+            sync_id=self.sync_id, observed_at=observed_at, aged_out=aged_out, gone=gone
+        )
+        self.counts.aged_out = sum(1 for record, _c in aged_out
+                                   if index[record.session_id].presence != "aged_out")
+        self.counts.gone = sum(1 for sid in gone if index[sid].presence != "gone")
+        if unreachable:
+            self.counts.error = f"the node did not answer about {unreachable} missing sessions"
+
+    def _pull_wanted(self) -> None:
+        wanted = self.store.sessions_wanting_pull()
+        for session_id, outcome in self._in_parallel("pull", wanted, self.client.pull_session):
+            if isinstance(outcome, SessionNotFoundError):
+                self.store.skip_pull(session_id)
+                self.counts.pull_failed += 1
+            elif isinstance(outcome, UpstreamError):
+                self.counts.pull_failed += 1
+            else:
+                prepared = pull_input(outcome, store_sensitive=self.settings.cache.store_sensitive)
+                self.store.save_pull(prepared, sync_id=self.sync_id)
+                self.counts.pulled += 1
+
+    def _in_parallel(
+        self, phase: str, session_ids: Sequence[str], call: Callable[[str], T]
+    ) -> Iterable[tuple[str, T | UpstreamError]]:
+        """Yield each session's answer, or its upstream error, as they complete."""
+        total = len(session_ids)
+        if not total:
+            return
+        workers = self.settings.sync.pull_concurrency
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"vx-{phase}")
+        try:
+            futures: dict[Future[T], str] = {
+                executor.submit(call, session_id): session_id for session_id in session_ids
+            }
+            for done, future in enumerate(as_completed(futures), start=1):
+                session_id = futures[future]
+                try:
+                    yield session_id, future.result()
+                except UpstreamError as exc:
+                    logger.warning("%s failed session=%s error=%s", phase, session_id, exc)
+                    yield session_id, exc
+                if self.progress is not None:
+                    self.progress(phase, done, total)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _first_of_each(records: list[SessionRecord]) -> list[SessionRecord]:
+    seen: set[str] = set()
+    unique = []
+    for record in records:
+        if record.session_id in seen:
+            logger.warning("duplicate session in list session=%s; first kept", record.session_id)
+            continue
+        seen.add(record.session_id)
+        unique.append(record)
+    return unique
+
+
+def _diff(
+    records: list[SessionRecord],
+    index: dict[str, IndexEntry],
+    stale: dict[str, datetime],
+    listed_at: datetime,
+) -> ListingChanges:
+    changes = ListingChanges()
+    for record in records:
+        entry = index.get(record.session_id)
+        if entry is None:
+            changes.new.append(record)
+            continue
+        stale_since = stale.get(record.session_id)
+        if stale_since is not None:
+            if stale_since >= listed_at:
+                # A write landed after this list was requested: the list is older
+                # than what the write did, so it must not overwrite or clear it.
+                continue
+            changes.refreshed.append(record.session_id)
+        if entry.presence != "listed":
+            changes.relisted.append(record.session_id)
+        if record.fingerprint != entry.fingerprint:
+            changes.changed.append(ChangedSession(record, entry.version + 1, wants_pull=False))
+    return changes
+
+
+def _change_of(record: SessionRecord, entry: IndexEntry | None) -> ChangedSession | None:
+    if entry is None or record.fingerprint == entry.fingerprint:
+        return None
+    return ChangedSession(record, entry.version + 1, wants_pull=False)
+
+
+def _with_pull_flag(
+    change: ChangedSession, basis: tuple[str, datetime | None] | None
+) -> ChangedSession:
+    record = change.record
+    wants = basis is None or basis != (record.status, record.ended_at)
+    return ChangedSession(record, change.version, wants_pull=wants)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return str(exc) or type(exc).__name__
+
+
+def refresh_session(store: Store, client: NodeClient, session_id: str) -> bool:
+    """
+    Read one session fresh from the node and store what changed.
+
+    Returns whether the cached session is fresh now (not stale). A session the
+    node no longer knows is marked gone.
+
+    Raises:
+        UpstreamError: the node could not be asked; the cache is left as it was.
+    """
+    fetched_at = utc_now()
+    try:
+        record = client.show_session(session_id)
+    except SessionNotFoundError:
+        store.apply_observations(sync_id=None, observed_at=fetched_at, aged_out=[],
+                                 gone=[session_id])
+        raise
+    entry = store.session_index_of(session_id)
+    if entry is None:
+        # Known to the node but never listed: mirror it as an aged-out session.
+        store.apply_listing(ListingChanges(new=[record]), sync_id=None, observed_at=fetched_at)
+        store.apply_observations(sync_id=None, observed_at=fetched_at,
+                                 aged_out=[(record, None)], gone=[])
+        return True
+    change = _change_of(record, entry)
+    if change is not None:
+        basis = store.pull_basis([session_id]).get(session_id)
+        change = _with_pull_flag(change, basis)
+
+    return store.apply_refresh(record, change, fetched_at=fetched_at, observed_at=utc_now())
