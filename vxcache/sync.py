@@ -152,15 +152,22 @@ class _SyncRun:
         self.store.finish_sync(self.sync_id, self.counts)
 
     def _mirror_list(self, after_list: Callable[[], None] | None) -> list[str]:
+        before = self.store.session_index()
+        seq_before = self.store.change_seq()
         listed_at = utc_now()
         records = _first_of_each(self.client.list_sessions())
         if after_list is not None:
             after_list()
-        index = self.store.session_index()
+        index = before
+        if self.store.change_seq() != seq_before:
+            # Something wrote the cache while the list was in flight (a write
+            # and its refresh, a `sessions show --refresh`): read it again.
+            index = self.store.session_index()
+        moved = {sid for sid, entry in index.items() if before.get(sid) != entry}
         stale = self.store.stale_since()
         self._check_gap(index, records)
 
-        changes = _diff(records, index, stale, listed_at)
+        changes = _diff(records, index, stale, listed_at, moved=moved)
         with_pull = self.store.pull_basis(c.record.session_id for c in changes.changed)
         changes.changed = [
             _with_pull_flag(change, with_pull.get(change.record.session_id))
@@ -286,10 +293,20 @@ def _diff(
     index: dict[str, IndexEntry],
     stale: dict[str, datetime],
     listed_at: datetime,
+    *,
+    moved: set[str] | frozenset[str] = frozenset(),
 ) -> ListingChanges:
+    """
+    Return what the list changes, leaving alone what changed after it was requested.
+
+    ``moved`` holds sessions written outside this sync while the list was in
+    flight (a write refreshed at once): their cached row is newer than the list.
+    """
     changes = ListingChanges()
     for record in records:
         entry = index.get(record.session_id)
+        if record.session_id in moved:
+            continue
         if entry is None:
             changes.new.append(record)
             continue

@@ -17,7 +17,7 @@ from vxcache._time import utc_now
 from vxcache._units import format_duration
 from vxcache.cli._output import READ_FORMATS
 from vxcache.config import Settings, load_settings
-from vxcache.errors import VxcacheError
+from vxcache.errors import UpstreamUnavailableError, VxcacheError
 from vxcache.log import configure_logging
 from vxcache.store import Store
 
@@ -154,7 +154,7 @@ def _fail(app: App, message: str) -> None:
 def needs_node(app: App, action: str) -> None:
     """Refuse a command that must reach the node when ``--offline`` is set."""
     if app.settings.offline:
-        raise click.UsageError(f"{action} needs the node; drop --offline")
+        raise UpstreamUnavailableError(f"{action} needs the node, and --offline is set")
 
 
 def command_with_options(group: click.Group, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:

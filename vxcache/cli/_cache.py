@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -29,7 +30,9 @@ def init(app: App, force: bool) -> None:
 
     Example: vxcache init --node http://127.0.0.1:8700
     """
-    path = app.config_path or default_config_path()
+    from_environment = os.environ.get("VXCACHE_CONFIG")
+    path = app.config_path or (Path(from_environment) if from_environment else None)
+    path = path or default_config_path()
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; use --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)

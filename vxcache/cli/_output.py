@@ -17,6 +17,8 @@ from rich.table import Table
 from vxcache._time import format_timestamp
 
 READ_FORMATS = ("table", "json", "jsonl", "csv", "markdown")
+# Timestamps go through _plain so they print in UTC with a Z, as interface.md says.
+_JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _plain(value: Any) -> Any:
@@ -53,10 +55,11 @@ def render_rows(
     """Return rows in one of the read formats, ready for stdout."""
     if fmt == "json":
         objects = [dict(zip(columns, row, strict=True)) for row in rows]
-        return orjson.dumps(objects, default=_json_default, option=orjson.OPT_INDENT_2).decode()
+        return orjson.dumps(objects, default=_json_default, option=_JSON_OPTIONS).decode()
     if fmt == "jsonl":
         return "".join(
-            orjson.dumps(dict(zip(columns, row, strict=True)), default=_json_default).decode()
+            orjson.dumps(dict(zip(columns, row, strict=True)), default=_json_default,
+                         option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
             + "\n"
             for row in rows
         ).rstrip("\n")
@@ -96,7 +99,7 @@ def print_record(record: dict[str, Any], *, fmt: str) -> None:
     """Print one record: key/value lines as a table, or one object in JSON."""
     if fmt == "json":
         sys.stdout.write(
-            orjson.dumps(record, default=_json_default, option=orjson.OPT_INDENT_2).decode() + "\n"
+            orjson.dumps(record, default=_json_default, option=_JSON_OPTIONS).decode() + "\n"
         )
         return
     if fmt in ("jsonl", "csv", "markdown"):

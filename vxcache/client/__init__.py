@@ -9,7 +9,8 @@ Only exceptions from :mod:`vxcache.errors` leave this package; httpx stays
 inside. The private modules split the work:
 
 - ``_node``: :class:`NodeClient`, one method per node operation;
-- ``_http``: one exchange with the node, the retry policy and error mapping;
+- ``_http``: one exchange with the node, the retry policy and status mapping;
+- ``_failures``: the error, and its one-sentence message, for each failure;
 - ``_payload``: JSON decoding and the tolerant reading of answer shapes;
 - ``_messages``: the node's own error words, Retry-After and safe URLs.
 """

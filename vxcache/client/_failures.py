@@ -70,7 +70,7 @@ class Failures:
         if isinstance(exc, httpx.WriteError):
             return "the connection broke while sending"
         if is_answered:
-            return "the answer was cut off"
+            return "the connection closed mid-body"
         if isinstance(exc, httpx.RemoteProtocolError):
             return "the connection closed without an answer"
         if isinstance(exc, httpx.ReadError):
@@ -117,11 +117,11 @@ class Failures:
     def throttled(
         self, route: Route, answer: Answer, detail: str, attempts: int
     ) -> UpstreamError:
-        """Return the error for a node that kept answering 429 (or 503 to wait)."""
+        """Return the error for a node that answered 429 (or 503 with Retry-After)."""
         wait = answer.retry_after
         when = f"in {format_seconds(wait)}" if wait is not None else "later"
         return RateLimitedError(
-            f"node at {self.base_url} kept throttling {route.shown_path} with "
+            f"node at {self.base_url} throttled {route.shown_path} with "
             f"{answer.status}{_tries(attempts)}: {detail}; try again {when}",
             url=self.url(route),
             status=answer.status,

@@ -106,9 +106,10 @@ class Wire:
         self._settings = settings
         self._sleep = sleep
         self._has_token = bool(settings.token.get_secret_value())
-        self._backoff = tenacity.wait_exponential_jitter(
-            initial=0.5, max=settings.retry_max_wait, jitter=0.5
-        )
+        # 0.5s, 1s, 2s ... plus up to 0.5s of jitter; _wait caps the sum.
+        self._backoff = tenacity.wait_exponential(
+            multiplier=0.5, max=settings.retry_max_wait
+        ) + tenacity.wait_random(0, 0.5)
         self.failures = Failures(settings)
 
     @property
@@ -295,7 +296,8 @@ class Wire:
             build = partial(failures.throttled, route, answer, detail)
             raise _Failure(str(status), build, retry_after=answer.retry_after)
         if status in _RETRY_STATUSES:
-            raise _Failure(str(status), partial(failures.server, route, status, detail))
+            build = partial(failures.server, route, status, detail)
+            raise _Failure(str(status), build, retry_after=answer.retry_after)
         if status >= 500:
             raise failures.server(route, status, detail, 1)
         raise failures.rejected(route, answer, detail)

@@ -35,7 +35,8 @@ class NodeClient:
     Talk to the node: list, show and pull sessions; apply and delete them.
 
     Reads are retried with backoff as the settings allow; apply and delete are
-    sent once. Every failure is an :class:`~vxcache.errors.UpstreamError`.
+    sent once. Every failure to talk to the node is an
+    :class:`~vxcache.errors.UpstreamError`; httpx types never leave.
 
     Example:
         >>> with NodeClient(settings.node) as client:  # doctest: +SKIP

@@ -8,27 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vxcache.devnode._config import Faults
-from vxcache.devnode._state import DevnodeState
+from vxcache.devnode._state import State
 from vxcache.devnode._store import SessionConflictError
 from vxcache.devnode._time import now_nanos
 
 router = APIRouter(prefix="/_admin", tags=["admin"])
 
 
-def current_state(request: Request) -> DevnodeState:
-    """
-    Return the devnode state of the app serving the request, moved to now.
-    """
-    state: DevnodeState = request.app.state.devnode
-    state.store.advance(now_nanos())
-    return state
-
-
-State = Annotated[DevnodeState, Depends(current_state)]
 JsonObject = Annotated[dict[str, Any], Body()]
 
 

@@ -83,7 +83,12 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault fields {unknown}; use {sorted(known)}")
 
-        return _FAULTS_ADAPTER.validate_python(dict(data))
+        values = dict(data)
+        retry_after = values.get("retry_after")
+        if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+            values["retry_after"] = str(retry_after)
+
+        return _FAULTS_ADAPTER.validate_python(values)
 
     def to_dict(self) -> dict[str, object]:
         """

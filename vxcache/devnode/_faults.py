@@ -167,10 +167,12 @@ class FaultGate:
         if faults.latency_seconds > 0:
             await asyncio.sleep(faults.latency_seconds)
         if faults.down:
+            logger.info("devnode fault route=%s kind=down", route)
             await drop_connection(send, started=False)
             return
         early = self._early_answer(faults)
         if early is not None:
+            logger.info("devnode fault route=%s kind=status-%d", route, early.status)
             await early.send_to(send)
             return
         await self._run_late(faults, route, app, scope, receive, send)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import random
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
 
 from vxcache.devnode._config import NODE_ROUTES, DevnodeConfig, Faults, Settings
 from vxcache.devnode._store import SessionStore
@@ -66,3 +68,15 @@ class DevnodeState:
         if "rate_per_minute" in changes:
             self.store.restart_arrivals(now_nanos())
         self.store.changed()
+
+
+def current_state(request: Request) -> DevnodeState:
+    """
+    Return the devnode state of the app serving the request, moved to now.
+    """
+    state: DevnodeState = request.app.state.devnode
+    state.store.advance(now_nanos())
+    return state
+
+
+State = Annotated[DevnodeState, Depends(current_state)]

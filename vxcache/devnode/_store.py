@@ -3,6 +3,7 @@ The devnode's sessions: ordering, lifecycle transitions, arrivals and wire bodie
 
 Time moves lazily: every request first calls `advance(now)`, which settles the
 transitions that are due and adds the sessions that arrived since the last call.
+Only applies, deletes and arrivals move; sessions seeded in flight stay so.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import bisect
 import random
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -73,9 +75,9 @@ class SessionStore:
         self._version = 0
         self._list_cache: tuple[tuple[object, ...], bytes] | None = None
         self._pull_cache: OrderedDict[tuple[object, ...], PullParts] = OrderedDict()
-        self._arrivals_from = anchor_nanos
+        # Arrivals count from the moment the node starts, not from the anchor.
+        self._arrivals_from = time.time_ns()
         self._arrivals_made = 0
-        self.restart_arrivals(anchor_nanos)
 
     def __len__(self) -> int:
         return len(self._ordered)
@@ -332,6 +334,7 @@ class SessionStore:
             )
             session.session_id = session_id
             session.fields, session.extra = {}, {}
+            session.started_nanos = session.quantize(now_nanos)
             session.ended_nanos = None
             self._change(session, changes)
             self._insert(session)

@@ -16,11 +16,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
-from vxcache.devnode._admin import State
 from vxcache.devnode._admin import router as admin_router
 from vxcache.devnode._config import DevnodeConfig
 from vxcache.devnode._faults import FaultGate
-from vxcache.devnode._state import DevnodeState
+from vxcache.devnode._state import DevnodeState, State
 from vxcache.devnode._store import SessionConflictError, SessionNotFoundError
 from vxcache.devnode._time import now_nanos
 

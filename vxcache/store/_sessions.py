@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,6 +17,36 @@ from vxcache.store._types import ChangedSession, IndexEntry, ListingChanges
 _SESSIONS = Session.__table__  # type: ignore[attr-defined]
 _HISTORY = SessionVersion.__table__  # type: ignore[attr-defined]
 _FIELDS = ("status", "hostname", "username", "script", "resource_id", "started_at", "ended_at")
+_SESSION_COLUMNS = (
+    "session_id", *_FIELDS, "extra", "fingerprint", "version", "first_seen_at",
+    "last_seen_at", "presence", "presence_changed_at", "stale", "stale_since",
+    "pull_wanted", "last_pull_id", "change_seq",
+)
+_VERSION_COLUMNS = (
+    "session_id", "version", *_FIELDS, "extra", "valid_from", "valid_to", "sync_id",
+    "observed_via", "change_seq",
+)
+
+
+def _insert_sql(table: Any, columns: Sequence[str]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+
+
+# Bulk inserts and the index read go to the driver as plain tuples: SQLAlchemy's
+# per-row parameter and type processing took longer than SQLite's own work.
+_INSERT_SESSION = _insert_sql(_SESSIONS, _SESSION_COLUMNS)
+_INSERT_VERSION = _insert_sql(_HISTORY, _VERSION_COLUMNS)
+_SELECT_INDEX = f"SELECT session_id, fingerprint, version, presence FROM {_SESSIONS.name}"
+
+
+def _stored_time(value: datetime | None) -> str | None:
+    """Return the text that UTCDateTime stores through SQLAlchemy's SQLite DATETIME."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; use an aware UTC value")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _extra_json(record: SessionRecord) -> str | None:
@@ -36,19 +66,18 @@ def _fields(record: SessionRecord) -> dict[str, Any]:
     }
 
 
-def _version_row(
-    change: ChangedSession, *, observed_at: datetime, sync_id: int | None, via: str, seq: int
-) -> dict[str, Any]:
-    return {
-        "session_id": change.record.session_id,
-        "version": change.version,
-        **_fields(change.record),
-        "valid_from": observed_at,
-        "valid_to": None,
-        "sync_id": sync_id,
-        "observed_via": via,
-        "change_seq": seq,
-    }
+def _stored_fields(record: SessionRecord) -> tuple[Any, ...]:
+    """Return ``_fields`` of a record as the driver takes them, in that order."""
+    return (
+        record.status,
+        record.hostname,
+        record.username,
+        record.script,
+        record.resource_id,
+        _stored_time(record.started_at),
+        _stored_time(record.ended_at),
+        _extra_json(record),
+    )
 
 
 class SessionMixin(StoreBase):
@@ -56,11 +85,9 @@ class SessionMixin(StoreBase):
 
     def session_index(self) -> dict[str, IndexEntry]:
         """Return fingerprint, version and presence of every cached session."""
-        query = select(_SESSIONS.c.session_id, _SESSIONS.c.fingerprint, _SESSIONS.c.version,
-                       _SESSIONS.c.presence)
         with self.reading() as connection:
-            rows = connection.execute(query).all()
-        return {row[0]: IndexEntry(row[1], row[2], row[3]) for row in rows}
+            rows = connection.exec_driver_sql(_SELECT_INDEX)
+            return {row[0]: IndexEntry(row[1], row[2], row[3]) for row in rows}
 
     def session_index_of(self, session_id: str) -> IndexEntry | None:
         """Return the index entry of one session."""
@@ -159,37 +186,19 @@ class SessionMixin(StoreBase):
         observed_at: datetime,
         seq: int,
     ) -> None:
+        when = _stored_time(observed_at)
         sessions = []
         versions = []
         for record in records:
-            fields = _fields(record)
-            sessions.append({
-                "session_id": record.session_id,
-                **fields,
-                "fingerprint": record.fingerprint,
-                "version": 1,
-                "first_seen_at": observed_at,
-                "last_seen_at": None,
-                "presence": "listed",
-                "presence_changed_at": observed_at,
-                "stale": False,
-                "stale_since": None,
-                "pull_wanted": True,
-                "last_pull_id": None,
-                "change_seq": seq,
-            })
-            versions.append({
-                "session_id": record.session_id,
-                "version": 1,
-                **fields,
-                "valid_from": observed_at,
-                "valid_to": None,
-                "sync_id": sync_id,
-                "observed_via": "list",
-                "change_seq": seq,
-            })
-        connection.execute(_SESSIONS.insert(), sessions)
-        connection.execute(_HISTORY.insert(), versions)
+            fields = _stored_fields(record)
+            session_id = record.session_id
+            sessions.append((
+                session_id, *fields, record.fingerprint, 1, when, None, "listed", when,
+                False, None, True, None, seq,
+            ))
+            versions.append((session_id, 1, *fields, when, None, sync_id, "list", seq))
+        connection.exec_driver_sql(_INSERT_SESSION, sessions)
+        connection.exec_driver_sql(_INSERT_VERSION, versions)
 
     def _add_versions(
         self,
@@ -211,10 +220,11 @@ class SessionMixin(StoreBase):
             close_previous,
             [{"sid": c.record.session_id, "previous": c.version - 1} for c in changes],
         )
-        connection.execute(
-            _HISTORY.insert(),
-            [_version_row(c, observed_at=observed_at, sync_id=sync_id, via=via, seq=seq)
-             for c in changes],
+        when = _stored_time(observed_at)
+        connection.exec_driver_sql(
+            _INSERT_VERSION,
+            [(c.record.session_id, c.version, *_stored_fields(c.record), when, None, sync_id,
+              via, seq) for c in changes],
         )
         update_current = (
             update(_SESSIONS)

@@ -1,0 +1,1 @@
+"""Benchmarks of vxcache; `python -m bench` runs them all."""

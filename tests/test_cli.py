@@ -1,0 +1,171 @@
+"""The command line: help and docs for every command, exit codes, reads from the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import click
+import pytest
+
+from vxcache.cli import cli
+from vxcache.cli._app import run_cli
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        found.append((prefix + name, command))
+        if isinstance(command, click.Group):
+            found.extend(all_commands(command, prefix + name + " "))
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), all_commands(cli), ids=lambda v: str(v))
+def test_every_command_has_help_with_an_example_and_is_in_the_readme(name, command):
+    help_text = command.help or ""
+
+    assert help_text.strip(), f"{name} has no help"
+    if not isinstance(command, click.Group):
+        assert "Example: vxcache" in help_text
+    assert f"vxcache {name.split()[0]}" in README
+
+
+@pytest.fixture
+def vx(devnode, db_path, capsys, monkeypatch):
+    """Run vxcache against the devnode; return (exit code, stdout, stderr)."""
+    monkeypatch.setenv("VXCACHE_NODE_URL", devnode.url)
+    monkeypatch.setenv("VXCACHE_TOKEN", devnode.token)
+    monkeypatch.setenv("VXCACHE_DB", str(db_path))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = run_cli(cli, list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_init_writes_a_private_config_and_refuses_to_overwrite(vx, tmp_path):
+    config = tmp_path / "config.toml"
+
+    first = vx("init", "--config", str(config))
+    second = vx("init", "--config", str(config))
+
+    assert first[0] == 0
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert second[0] == 2
+    assert "--force" in second[2]
+
+
+def test_sync_then_reads_work_with_json_output(vx):
+    code, _out, err = vx("sync")
+    listed_code, listed, list_err = vx("sessions", "list", "--limit", "5", "--format", "json")
+
+    rows = json.loads(listed)
+    assert code == 0
+    assert "sync 1 ok: listed 100, new 100" in err
+    assert listed_code == 0
+    assert len(rows) == 5
+    assert rows[0]["started_at"].endswith("Z")
+    assert "cached" in list_err
+
+
+def test_reads_work_offline_after_the_node_stops(vx, devnode):
+    vx("sync", "--no-pull")
+    devnode.stop()
+
+    code, out, err = vx("sessions", "list", "--limit", "3", "--format", "csv", "--offline")
+
+    assert code == 0
+    assert out.splitlines()[0].startswith("session_id,status")
+    assert len(out.splitlines()) == 4
+    assert "cached" in err
+
+
+def test_show_refresh_with_node_down_notes_it_and_serves_the_cache(vx, devnode):
+    vx("sync", "--no-pull")
+    session_id = json.loads(vx("sessions", "list", "--limit", "1", "--format", "json")[1])[0][
+        "session_id"
+    ]
+    devnode.stop()
+
+    code, out, err = vx("sessions", "show", session_id, "--refresh", "--format", "json")
+
+    assert code == 0
+    assert json.loads(out)["session_id"] == session_id
+    assert "node unreachable" in err
+
+
+def test_sync_with_node_down_exits_3_with_one_line(vx, devnode):
+    devnode.stop()
+
+    code, out, err = vx("sync")
+
+    last_line = err.splitlines()[-1]
+    assert code == 3
+    assert out == ""
+    assert err.count("Error: ") == 1
+    assert last_line.startswith("Error: ") and "unreachable" in last_line
+    assert "Traceback" not in err
+
+
+def test_sync_offline_exits_3(vx):
+    assert vx("sync", "--offline")[0] == 3
+
+
+def test_wrong_token_exits_1_and_never_prints_the_token(vx, monkeypatch):
+    monkeypatch.setenv("VXCACHE_TOKEN", "wrong-token-abcdef")
+
+    code, out, err = vx("sync")
+
+    assert code == 1
+    assert "wrong-token-abcdef" not in out + err
+    assert "VXCACHE_TOKEN" in err
+
+
+def test_bad_option_exits_2(vx):
+    code, _out, err = vx("sessions", "list", "--limit", "zero")
+
+    assert code == 2
+    assert err.startswith("Error: ")
+
+
+def test_bad_config_exits_2_naming_the_key(vx, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[sync]\ninterval = 5m\n")
+
+    code, _out, err = vx("status", "--config", str(config))
+
+    assert code == 2
+    assert "key 'interval'" in err
+
+
+def test_unknown_session_exits_1(vx):
+    vx("sync", "--no-pull")
+
+    code, _out, err = vx("sessions", "show", "ses_nope")
+
+    assert code == 1
+    assert "not in the cache" in err
+
+
+def test_artifacts_get_and_export(vx, tmp_path):
+    vx("sync")
+    session_id = json.loads(vx("sessions", "list", "--limit", "1", "--format", "json")[1])[0][
+        "session_id"
+    ]
+    names = [a["name"] for a in json.loads(vx("artifacts", "list", session_id, "--format",
+                                              "json")[1])]
+
+    code, _out, _err = vx("artifacts", "export", session_id, str(tmp_path / "out"))
+    again = vx("artifacts", "export", session_id, str(tmp_path / "out"))
+
+    assert code == 0
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(names)
+    assert again[0] == 1
+    assert "exists" in again[2]

@@ -1,0 +1,759 @@
+"""Sync against the devnode over real HTTP into a real SQLite file."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Devnode, DevnodeFactory, make_settings
+
+from vxcache._time import format_timestamp, parse_timestamp
+from vxcache._units import format_duration
+from vxcache.client import NodeClient
+from vxcache.config import Settings
+from vxcache.errors import CacheBusyError, UpstreamDataError, UpstreamError
+from vxcache.store import Store
+from vxcache.store._reads import SessionFilter
+from vxcache.sync import SyncSummary, run_sync, sync_lock
+from vxcache.terraform import REDACTED
+
+SESSIONS_SQL = "SELECT * FROM sessions ORDER BY session_id"
+HISTORY_SQL = "SELECT * FROM session_history ORDER BY session_id, version"
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def settings_for(
+    node: Devnode, db_path: Path, *, max_attempts: int | None = None, **sections: Any
+) -> Settings:
+    """Settings against ``node``; ``max_attempts`` overrides the node section."""
+    settings = make_settings(node, db_path, **sections)
+    if max_attempts is None:
+        return settings
+    node_settings = settings.node.model_copy(update={"max_attempts": max_attempts})
+    return settings.model_copy(update={"node": node_settings})
+
+
+def sync(settings: Settings, **options: Any) -> SyncSummary:
+    with Store.open(settings) as store, NodeClient(settings.node) as client:
+        return run_sync(store, client, settings, **options)
+
+
+def query(db_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the cache through a raw read-only connection."""
+    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def scalar(db_path: Path, sql: str, *params: Any) -> Any:
+    return query(db_path, sql, *params)[0][0]
+
+
+def listed_ids(settings: Settings) -> list[str]:
+    """Return the ids the node lists now, newest first."""
+    with NodeClient(settings.node) as client:
+        return [record.session_id for record in client.list_sessions()]
+
+
+def set_faults(node: Devnode, **faults: Any) -> None:
+    node.admin("PUT", "faults", json=faults)
+
+
+def patch(node: Devnode, session_id: str, **changes: Any) -> None:
+    node.admin("PATCH", f"sessions/{session_id}", json=changes)
+
+
+def poll(check: Callable[[], bool], *, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def sensitive_output_values(node: Devnode, session_ids: list[str]) -> set[str]:
+    """Return the values of the outputs the node marks sensitive, as it sends them."""
+    values: set[str] = set()
+    headers = {"Authorization": f"Bearer {node.token}"}
+    for session_id in session_ids:
+        response = httpx.post(
+            f"{node.url}/api/v2/tenant/sessions/pull",
+            json={"session_id": session_id},
+            headers=headers,
+            timeout=10,
+        )
+        response.raise_for_status()
+        outputs = response.json()["terraform_state"]["outputs"]
+        values.update(str(o["value"]) for o in outputs.values() if o.get("sensitive"))
+    return values
+
+
+def blob_contents(db_path: Path) -> list[bytes]:
+    """Return every blob decompressed, and gzip members inside them unpacked too."""
+    contents = []
+    for data, compression in query(db_path, "SELECT data, compression FROM _vxcache_blobs"):
+        content = zlib.decompress(data) if compression == "zlib" else bytes(data)
+        contents.append(content)
+        if content[:2] == b"\x1f\x8b":
+            contents.append(gzip.decompress(content))
+    return contents
+def session_rows(db_path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    return query(db_path, SESSIONS_SQL), query(db_path, HISTORY_SQL)
+
+
+def last_run(db_path: Path) -> tuple[Any, ...]:
+    return query(
+        db_path, "SELECT outcome, error FROM sync_runs ORDER BY sync_id DESC LIMIT 1"
+    )[0]
+
+
+@pytest.fixture
+def node(devnode_factory: DevnodeFactory) -> Devnode:
+    """A small devnode: 40 sessions, 10 of them listed."""
+    return devnode_factory(sessions=40, window=10)
+
+
+@pytest.fixture
+def list_only(node: Devnode, db_path: Path) -> Settings:
+    """Settings that mirror the list and pull nothing; one attempt per request."""
+    return settings_for(node, db_path, max_attempts=1, sync={"pull": False})
+
+
+@pytest.fixture
+def pulling(node: Devnode, db_path: Path) -> Settings:
+    """Settings that pull new and changed sessions; one attempt per request."""
+    return settings_for(node, db_path, max_attempts=1)
+
+
+# -- the version chain -----------------------------------------------------------
+
+
+def changed_three_times(node: Devnode, settings: Settings) -> str:
+    sync(settings)
+    session_id = listed_ids(settings)[0]
+    for step in range(1, 4):
+        patch(node, session_id, status=f"scripted-{step}")
+        sync(settings)
+    return session_id
+
+
+def test_versions_chain_each_valid_to_to_the_next_valid_from(
+    node: Devnode, list_only: Settings
+) -> None:
+    session_id = changed_three_times(node, list_only)
+
+    with Store.open(list_only) as store:
+        versions = store.history(session_id)
+
+    chain = [(v.version, v.valid_to) for v in versions]
+    expected = [(1, versions[1].valid_from), (2, versions[2].valid_from),
+                (3, versions[3].valid_from), (4, None)]
+    assert chain == expected
+
+
+def test_versions_start_in_the_order_they_were_seen(
+    node: Devnode, list_only: Settings
+) -> None:
+    session_id = changed_three_times(node, list_only)
+
+    with Store.open(list_only) as store:
+        starts = [v.valid_from for v in store.history(session_id)]
+
+    assert starts == sorted(set(starts))
+
+
+def test_versions_keep_each_status_seen(node: Devnode, list_only: Settings) -> None:
+    session_id = changed_three_times(node, list_only)
+
+    with Store.open(list_only) as store:
+        statuses = [v.status for v in store.history(session_id)][1:]
+
+    assert statuses == ["scripted-1", "scripted-2", "scripted-3"]
+
+
+def test_session_row_is_the_newest_version(node: Devnode, list_only: Settings) -> None:
+    session_id = changed_three_times(node, list_only)
+
+    with Store.open(list_only) as store:
+        session = store.session(session_id)
+    assert session is not None
+
+    assert (session.version, session.status) == (4, "scripted-3")
+
+
+def test_unchanged_resync_writes_no_session_rows(list_only: Settings) -> None:
+    db_path = list_only.cache.db_path
+    sync(list_only)
+    before = query(db_path, "SELECT session_id, change_seq FROM sessions ORDER BY 1")
+
+    sync(list_only)
+
+    after = query(db_path, "SELECT session_id, change_seq FROM sessions ORDER BY 1")
+    assert after == before
+
+
+def test_unchanged_resync_adds_no_history(list_only: Settings) -> None:
+    db_path = list_only.cache.db_path
+    sync(list_only)
+    before = scalar(db_path, "SELECT count(*) FROM session_history")
+
+    sync(list_only)
+
+    after = scalar(db_path, "SELECT count(*) FROM session_history")
+    assert after == before
+
+
+def test_unchanged_resync_counts_every_session_unchanged(list_only: Settings) -> None:
+    sync(list_only)
+
+    summary = sync(list_only)
+
+    counts = summary.counts
+    assert (counts.new, counts.changed, counts.unchanged) == (0, 0, 10)
+
+
+def test_only_changed_sessions_get_new_versions(node: Devnode, list_only: Settings) -> None:
+    db_path = list_only.cache.db_path
+    sync(list_only)
+    ids = listed_ids(list_only)
+    before = dict(query(db_path, "SELECT session_id, version FROM sessions"))
+    patch(node, ids[2], status="scripted")
+    patch(node, ids[5], hostname="moved.example.internal")
+
+    sync(list_only)
+
+    after = dict(query(db_path, "SELECT session_id, version FROM sessions"))
+    bumped = sorted(sid for sid, version in after.items() if version != before[sid])
+    assert bumped == sorted([ids[2], ids[5]])
+
+
+def test_changed_sessions_are_counted(node: Devnode, list_only: Settings) -> None:
+    sync(list_only)
+    ids = listed_ids(list_only)
+    patch(node, ids[2], status="scripted")
+    patch(node, ids[5], hostname="moved.example.internal")
+
+    summary = sync(list_only)
+
+    counts = summary.counts
+    assert (counts.new, counts.changed, counts.unchanged) == (0, 2, 8)
+
+
+def test_unknown_fields_alone_make_no_version(node: Devnode, list_only: Settings) -> None:
+    db_path = list_only.cache.db_path
+    sync(list_only)
+    session_id = listed_ids(list_only)[0]
+    patch(node, session_id, build_label="nightly")
+
+    sync(list_only)
+
+    versions = scalar(db_path, "SELECT version FROM sessions WHERE session_id = ?", session_id)
+    assert versions == 1
+
+
+# -- listed, aged out, gone ------------------------------------------------------
+
+
+def shrink_window(node: Devnode, window: int) -> None:
+    node.admin("PUT", "settings", json={"window": window})
+
+
+def test_sessions_off_the_list_are_aged_out(node: Devnode, list_only: Settings) -> None:
+    sync(list_only)
+    ids = listed_ids(list_only)
+    shrink_window(node, 4)
+
+    sync(list_only)
+
+    presence = dict(query(list_only.cache.db_path, "SELECT session_id, presence FROM sessions"))
+    expected = {sid: "listed" if index < 4 else "aged_out" for index, sid in enumerate(ids)}
+    assert presence == expected
+
+
+def test_aged_out_sessions_keep_their_fields(node: Devnode, list_only: Settings) -> None:
+    fields_sql = (
+        "SELECT session_id, status, hostname, username, script, resource_id, started_at, "
+        "ended_at, version FROM sessions ORDER BY session_id"
+    )
+    sync(list_only)
+    before = query(list_only.cache.db_path, fields_sql)
+    shrink_window(node, 4)
+
+    sync(list_only)
+
+    after = query(list_only.cache.db_path, fields_sql)
+    assert after == before
+
+
+def test_aged_out_sessions_are_counted(node: Devnode, list_only: Settings) -> None:
+    sync(list_only)
+    shrink_window(node, 4)
+
+    summary = sync(list_only)
+
+    assert (summary.counts.aged_out, summary.counts.gone) == (6, 0)
+
+
+def test_purged_session_is_gone(node: Devnode, list_only: Settings) -> None:
+    sync(list_only)
+    session_id = listed_ids(list_only)[3]
+    node.admin("POST", f"sessions/{session_id}/purge")
+
+    summary = sync(list_only)
+
+    with Store.open(list_only) as store:
+        session = store.session(session_id)
+    assert session is not None
+    assert (session.presence, summary.counts.gone) == ("gone", 1)
+
+
+def test_gone_session_records_when_it_went(node: Devnode, list_only: Settings) -> None:
+    first = sync(list_only)
+    session_id = listed_ids(list_only)[3]
+    node.admin("POST", f"sessions/{session_id}/purge")
+
+    sync(list_only)
+
+    with Store.open(list_only) as store:
+        session = store.session(session_id)
+        listed_at = store.sync_run(first.sync_id).listed_at  # type: ignore[union-attr]
+    assert session is not None
+    assert session.presence_changed_at is not None
+    assert session.presence_changed_at > listed_at
+
+
+def test_purged_aged_out_session_is_gone_at_recheck(node: Devnode, list_only: Settings) -> None:
+    sync(list_only)
+    session_id = listed_ids(list_only)[-1]
+    shrink_window(node, 4)
+    sync(list_only)
+    node.admin("POST", f"sessions/{session_id}/purge")
+
+    sync(list_only)
+
+    presence = scalar(
+        list_only.cache.db_path, "SELECT presence FROM sessions WHERE session_id = ?", session_id
+    )
+    assert presence == "gone"
+
+
+SHOW_OUTAGES = [
+    pytest.param({"down": True, "routes": ["show"]}, id="show-connection-dropped"),
+    pytest.param({"unavailable_count": -1, "routes": ["show"]}, id="show-503"),
+    pytest.param({"html_502_count": -1, "routes": ["show"]}, id="show-html-502"),
+    pytest.param({"down": True}, id="node-down-after-list"),
+]
+
+
+def sync_with_show_outage(node: Devnode, settings: Settings, faults: dict[str, Any]) -> SyncSummary:
+    """Sync once with sessions missing from the list while show cannot be answered."""
+    sync(settings)
+    shrink_window(node, 4)
+    if "routes" in faults:
+        set_faults(node, **faults)
+        return sync(settings)
+    return sync(settings, after_list=lambda: set_faults(node, **faults))
+
+
+@pytest.mark.parametrize("faults", SHOW_OUTAGES)
+def test_unanswered_show_leaves_sessions_listed(
+    node: Devnode, list_only: Settings, faults: dict[str, Any]
+) -> None:
+    sync_with_show_outage(node, list_only, faults)
+
+    presence = query(list_only.cache.db_path, "SELECT DISTINCT presence FROM sessions")
+
+    assert presence == [("listed",)]
+
+
+@pytest.mark.parametrize("faults", SHOW_OUTAGES)
+def test_unanswered_show_makes_the_run_partial(
+    node: Devnode, list_only: Settings, faults: dict[str, Any]
+) -> None:
+    summary = sync_with_show_outage(node, list_only, faults)
+
+    outcome = last_run(list_only.cache.db_path)
+
+    assert (summary.outcome, outcome) == (
+        "partial",
+        ("partial", "the node did not answer about 6 missing sessions"),
+    )
+
+
+# -- the gap warning -------------------------------------------------------------
+
+
+def sync_across_a_gap(node: Devnode, settings: Settings) -> tuple[SyncSummary, list[str]]:
+    """Sync, then let more new sessions arrive than the list shows, and sync again."""
+    shrink_window(node, 5)
+    sync(settings)
+    created = [str(node.admin("POST", "sessions", json={})["session_id"]) for _ in range(5)]
+    return sync(settings), created
+
+
+def test_list_sharing_nothing_with_the_previous_warns_once(
+    node: Devnode, list_only: Settings
+) -> None:
+    summary, _created = sync_across_a_gap(node, list_only)
+
+    assert len(summary.warnings) == 1
+
+
+def test_gap_warning_names_the_span_and_the_interval(node: Devnode, list_only: Settings) -> None:
+    summary, _created = sync_across_a_gap(node, list_only)
+
+    warning = summary.warnings[0]
+
+    named = [
+        part
+        for part in (
+            format_timestamp(summary.counts.gap_from),
+            format_timestamp(summary.counts.gap_to),
+            format_duration(list_only.sync.interval),
+            "sync.interval",
+        )
+        if part is not None and part in warning
+    ]
+    assert len(named) == 4, warning
+
+
+def test_gap_spans_from_the_newest_seen_to_the_oldest_new(
+    node: Devnode, list_only: Settings
+) -> None:
+    shrink_window(node, 5)
+    sync(list_only)
+    newest_seen = max(
+        parse_timestamp(row[0])
+        for row in query(list_only.cache.db_path, "SELECT started_at FROM sessions")
+        if row[0] is not None
+    )
+    created = [node.admin("POST", "sessions", json={}) for _ in range(5)]
+    oldest_new = min(parse_timestamp(item["started_at"]) for item in created)
+
+    summary = sync(list_only)
+
+    assert (summary.counts.gap_from, summary.counts.gap_to) == (newest_seen, oldest_new)
+
+
+def test_gap_is_recorded_on_the_run(node: Devnode, list_only: Settings) -> None:
+    summary, _created = sync_across_a_gap(node, list_only)
+
+    with Store.open(list_only) as store:
+        run = store.sync_run(summary.sync_id)
+    assert run is not None
+
+    assert (run.gap_from, run.gap_to) == (summary.counts.gap_from, summary.counts.gap_to)
+
+
+def test_overlapping_list_gives_no_gap_warning(node: Devnode, list_only: Settings) -> None:
+    shrink_window(node, 5)
+    sync(list_only)
+    for _ in range(4):
+        node.admin("POST", "sessions", json={})
+
+    summary = sync(list_only)
+
+    assert (summary.warnings, summary.counts.gap_from) == ([], None)
+
+
+# -- pulls -----------------------------------------------------------------------
+
+
+def test_new_sessions_are_pulled(pulling: Settings) -> None:
+    summary = sync(pulling)
+
+    unpulled = scalar(
+        pulling.cache.db_path, "SELECT count(*) FROM sessions WHERE last_pull_id IS NULL"
+    )
+
+    assert (summary.counts.pulled, unpulled) == (10, 0)
+
+
+def test_unchanged_resync_pulls_nothing(node: Devnode, pulling: Settings) -> None:
+    sync(pulling)
+
+    sync(pulling)
+
+    assert node.requests()["pull"] == 10
+
+
+def test_changed_status_is_pulled_again(node: Devnode, pulling: Settings) -> None:
+    sync(pulling)
+    session_id = listed_ids(pulling)[0]
+    patch(node, session_id, status="scripted")
+
+    summary = sync(pulling)
+
+    pulls = scalar(pulling.cache.db_path, "SELECT count(*) FROM pulls WHERE session_id = ?",
+                   session_id)
+    assert (summary.counts.pulled, pulls) == (1, 2)
+
+
+def test_same_content_in_two_pulls_is_one_blob(node: Devnode, pulling: Settings) -> None:
+    db_path = pulling.cache.db_path
+    sync(pulling)
+    session_id = listed_ids(pulling)[0]
+    patch(node, session_id, status="scripted")
+    sync(pulling)
+
+    shared = query(
+        db_path,
+        "SELECT a.name, count(*), count(DISTINCT a.sha256), "
+        "(SELECT count(*) FROM _vxcache_blobs b WHERE b.sha256 = a.sha256) "
+        "FROM artifacts a WHERE a.session_id = ? GROUP BY a.name ORDER BY a.name",
+        session_id,
+    )
+
+    assert shared == [
+        ("bundle.tar.gz", 2, 1, 1),
+        ("main.tf", 2, 1, 1),
+        ("outputs.json", 2, 1, 1),
+        ("plan.txt", 2, 1, 1),
+    ]
+
+
+def test_artifact_blob_holds_the_artifact(node: Devnode, pulling: Settings) -> None:
+    session_id = listed_ids(pulling)[0]
+    sync(pulling)
+
+    with Store.open(pulling) as store:
+        artifact = next(a for a in store.artifacts(session_id) if a.name == "main.tf")
+        content = store.blob(artifact.sha256)
+
+    assert content is not None
+    assert (len(content), content.startswith(b"terraform {")) == (artifact.size_bytes, True)
+
+
+def pulled_state(node: Devnode, session_id: str) -> dict[str, Any]:
+    response = httpx.post(
+        f"{node.url}/api/v2/tenant/sessions/pull",
+        json={"session_id": session_id},
+        headers={"Authorization": f"Bearer {node.token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return dict(response.json()["terraform_state"])
+
+
+def test_terraform_state_is_summarised(node: Devnode, pulling: Settings) -> None:
+    session_id = listed_ids(pulling)[0]
+    patch(node, session_id, status="succeeded")
+    state = pulled_state(node, session_id)
+
+    sync(pulling)
+
+    row = query(
+        pulling.cache.db_path,
+        "SELECT terraform_version, serial, lineage, format_version FROM terraform_states "
+        "WHERE session_id = ?",
+        session_id,
+    )
+    assert row == [(state["terraform_version"], state["serial"], state["lineage"], 4)]
+
+
+def test_terraform_resources_are_listed(node: Devnode, pulling: Settings) -> None:
+    session_id = listed_ids(pulling)[0]
+    patch(node, session_id, status="succeeded")
+
+    sync(pulling)
+
+    db_path = pulling.cache.db_path
+    resource_count = scalar(
+        db_path, "SELECT resource_count FROM terraform_states WHERE session_id = ?", session_id
+    )
+    addresses = {
+        row[0]
+        for row in query(
+            db_path, "SELECT address FROM terraform_resources WHERE session_id = ?", session_id
+        )
+    }
+    core = {
+        "data.aws_caller_identity.current",
+        "module.network.aws_vpc.this",
+        "module.network.aws_subnet.private",
+        "random_password.db",
+        "aws_db_instance.main",
+        "aws_instance.app",
+    }
+    assert (len(addresses), core <= addresses) == (resource_count, True)
+
+
+def stored_state(db_path: Path, session_id: str) -> dict[str, Any]:
+    sha256 = scalar(
+        db_path, "SELECT state_sha256 FROM terraform_states WHERE session_id = ?", session_id
+    )
+    data = scalar(db_path, "SELECT data FROM _vxcache_blobs WHERE sha256 = ?", sha256)
+    return dict(json.loads(zlib.decompress(data)))
+
+
+def test_sensitive_outputs_are_redacted_by_default(node: Devnode, pulling: Settings) -> None:
+    session_id = listed_ids(pulling)[0]
+    patch(node, session_id, status="succeeded")
+
+    sync(pulling)
+
+    outputs = stored_state(pulling.cache.db_path, session_id)["outputs"]
+    assert (outputs["db_password"]["value"], outputs["api_token"]["value"]) == (
+        REDACTED,
+        REDACTED,
+    )
+
+
+def test_sensitive_values_appear_nowhere_in_the_blobs(node: Devnode, pulling: Settings) -> None:
+    ids = listed_ids(pulling)
+    for session_id in ids:
+        patch(node, session_id, status="succeeded")
+    secrets = sensitive_output_values(node, ids)
+
+    sync(pulling)
+
+    contents = blob_contents(pulling.cache.db_path)
+    leaked = sorted(s for s in secrets if any(s.encode() in content for content in contents))
+    assert (len(secrets), leaked) == (2 * len(ids), [])
+
+
+def test_store_sensitive_keeps_sensitive_outputs(
+    node: Devnode, db_path: Path
+) -> None:
+    settings = settings_for(node, db_path, cache={"store_sensitive": True})
+    session_id = listed_ids(settings)[0]
+    patch(node, session_id, status="succeeded")
+    expected = pulled_state(node, session_id)["outputs"]["db_password"]["value"]
+
+    sync(settings)
+
+    outputs = stored_state(db_path, session_id)["outputs"]
+    assert outputs["db_password"]["value"] == expected
+
+
+def test_pull_counts_redacted_values(node: Devnode, pulling: Settings) -> None:
+    session_id = listed_ids(pulling)[0]
+    patch(node, session_id, status="succeeded")
+
+    sync(pulling)
+
+    redacted = scalar(
+        pulling.cache.db_path, "SELECT redacted_values FROM pulls WHERE session_id = ?", session_id
+    )
+    # Two sensitive outputs, the password's result and the database password.
+    assert redacted == 4
+
+
+def fail_one_pull(node: Devnode, settings: Settings) -> tuple[str, int, SyncSummary]:
+    """Pull everything, change one session, and fail its next pull."""
+    sync(settings)
+    session_id = listed_ids(settings)[0]
+    previous = scalar(
+        settings.cache.db_path, "SELECT last_pull_id FROM sessions WHERE session_id = ?",
+        session_id,
+    )
+    patch(node, session_id, status="scripted")
+    set_faults(node, unavailable_count=-1, routes=["pull"])
+    return session_id, previous, sync(settings)
+
+
+def test_failing_pull_keeps_the_previous_pull(node: Devnode, pulling: Settings) -> None:
+    session_id, previous, _summary = fail_one_pull(node, pulling)
+
+    row = query(
+        pulling.cache.db_path,
+        "SELECT last_pull_id, pull_wanted FROM sessions WHERE session_id = ?",
+        session_id,
+    )
+
+    assert row == [(previous, 1)]
+
+
+def test_failing_pull_makes_the_run_partial(node: Devnode, pulling: Settings) -> None:
+    _session_id, _previous, summary = fail_one_pull(node, pulling)
+
+    outcome = last_run(pulling.cache.db_path)[0]
+
+    assert (summary.outcome, summary.counts.pull_failed, outcome) == ("partial", 1, "partial")
+
+
+def test_next_sync_pulls_what_failed(node: Devnode, pulling: Settings) -> None:
+    session_id, previous, _summary = fail_one_pull(node, pulling)
+    set_faults(node)
+
+    summary = sync(pulling)
+
+    last_pull_id, wanted = query(
+        pulling.cache.db_path,
+        "SELECT last_pull_id, pull_wanted FROM sessions WHERE session_id = ?",
+        session_id,
+    )[0]
+    assert (summary.outcome, summary.counts.pulled, wanted) == ("ok", 1, 0)
+    assert last_pull_id > previous
+
+
+# -- a malformed list ------------------------------------------------------------
+
+MALFORMED_LISTS = [
+    pytest.param({"html_502_count": 1}, "502", id="html-502"),
+    pytest.param({"truncate_count": 1}, "list", id="truncated"),
+    pytest.param({"garbage_count": 1}, "expected a list of sessions", id="garbage"),
+    pytest.param({"empty_body_count": 1}, "list", id="empty-body"),
+]
+
+
+@pytest.mark.parametrize(("faults", "message"), MALFORMED_LISTS)
+def test_malformed_list_raises_upstream_error(
+    node: Devnode, list_only: Settings, faults: dict[str, Any], message: str
+) -> None:
+    sync(list_only)
+    set_faults(node, routes=["list"], **faults)
+
+    with pytest.raises(UpstreamError, match=message):
+        sync(list_only)
+
+
+@pytest.mark.parametrize(("faults", "message"), MALFORMED_LISTS)
+def test_malformed_list_leaves_the_cache_as_it_was(
+    node: Devnode, list_only: Settings, faults: dict[str, Any], message: str
+) -> None:
+    sync(list_only)
+    patch(node, listed_ids(list_only)[0], status="scripted")
+    before = session_rows(list_only.cache.db_path)
+    set_faults(node, routes=["list"], **faults)
+
+    with pytest.raises(UpstreamError):
+        sync(list_only)
+
+    assert session_rows(list_only.cache.db_path) == before
+
+
+@pytest.mark.parametrize(("faults", "message"), MALFORMED_LISTS)
+def test_malformed_list_records_a_failed_run(
+    node: Devnode, list_only: Settings, faults: dict[str, Any], message: str
+) -> None:
+    sync(list_only)
+    set_faults(node, routes=["list"], **faults)
+
+    with pytest.raises(UpstreamError) as raised:
+        sync(list_only)
+
+    assert last_run(list_only.cache.db_path) == ("failed", str(raised.value))
+
+
+def test_garbage_list_is_a_data_error(node: Devnode, list_only: Settings) -> None:
+    set_faults(node, routes=["list"], garbage_count=1)
+
+    with pytest.raises(UpstreamDataError, match="expected a list of sessions"):
+        sync(list_only)

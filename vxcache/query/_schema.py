@@ -1,0 +1,209 @@
+"""
+The replica's layout: base tables copied from the cache, and the public SQL surface.
+
+The copied tables live in the schema ``cache``; the relations ``interface.md``
+promises are views in ``main``, so ``SHOW TABLES`` lists exactly the public
+names. ``session_history`` is copied as two tables: a row is only ever changed
+while it is a session's current version (its ``valid_to`` is set when the next
+version arrives), so a refresh deletes from the small ``_current`` table and
+only appends to the large ``_closed`` one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import Boolean, Float, Integer, LargeBinary, Table
+
+from vxcache.models import (
+    Artifact,
+    Pull,
+    Session,
+    SessionVersion,
+    SyncRun,
+    TerraformResource,
+    TerraformState,
+    UTCDateTime,
+    Write,
+)
+
+#: Bumped whenever the views, macros or base-table layout below change, so an
+#: older replica is rebuilt even though the cache's schema revision is the same.
+REPLICA_FORMAT: Final = 1
+
+#: The DuckDB schema holding the copied tables.
+BASE_SCHEMA: Final = "cache"
+
+#: Every public relation, in the order exports and docs list them.
+PUBLIC_RELATIONS: Final = (
+    "sessions",
+    "session_history",
+    "artifacts",
+    "pulls",
+    "terraform_states",
+    "terraform_resources",
+    "writes",
+    "sync_runs",
+)
+
+HISTORY: Final = "session_history"
+_JSON_COLUMNS: Final = frozenset({"extra"})
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One copied column: its name and DuckDB type."""
+
+    name: str
+    duck_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """One cache table the replica copies, with its primary key."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Return the column names in cache order."""
+        return tuple(column.name for column in self.columns)
+
+    def targets(self) -> tuple[str, ...]:
+        """Return the qualified base tables this cache table is copied into."""
+        if self.name == HISTORY:
+            return (f"{BASE_SCHEMA}.{HISTORY}_current", f"{BASE_SCHEMA}.{HISTORY}_closed")
+        return (f"{BASE_SCHEMA}.{self.name}",)
+
+
+def _duck_type(name: str, sql_type: object) -> str:
+    if isinstance(sql_type, UTCDateTime):
+        return "TIMESTAMPTZ"
+    if isinstance(sql_type, Boolean):
+        return "BOOLEAN"
+    if isinstance(sql_type, Integer):
+        return "BIGINT"
+    if isinstance(sql_type, Float):
+        return "DOUBLE"
+    if isinstance(sql_type, LargeBinary):
+        return "BLOB"
+    return "JSON" if name in _JSON_COLUMNS else "VARCHAR"
+
+
+def _spec(table: Table) -> TableSpec:
+    columns = tuple(Column(c.name, _duck_type(c.name, c.type)) for c in table.columns)
+    key = tuple(column.name for column in table.primary_key.columns)
+    return TableSpec(name=table.name, columns=columns, key=key)
+
+
+def table_specs() -> tuple[TableSpec, ...]:
+    """Return every cache table the replica copies; blobs stay in SQLite."""
+    models = (Session, SessionVersion, Artifact, Pull, TerraformState,
+              TerraformResource, Write, SyncRun)  # fmt: skip
+    return tuple(_spec(model.__table__) for model in models)  # type: ignore[attr-defined]
+
+
+def base_table_ddl(spec: TableSpec) -> list[str]:
+    """Return CREATE TABLE statements for a spec's base tables."""
+    body = ", ".join(f'"{c.name}" {c.duck_type}' for c in spec.columns)
+    return [f"CREATE TABLE {target} ({body})" for target in spec.targets()]
+
+
+META_DDL: Final = f"""
+CREATE TABLE {BASE_SCHEMA}.replica_meta (
+    format INTEGER NOT NULL,
+    revision VARCHAR NOT NULL,
+    cache_id VARCHAR NOT NULL,
+    watermark BIGINT NOT NULL,
+    refreshed_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+_B = BASE_SCHEMA
+_SESSION_FIELDS = "status, hostname, username, script, resource_id, started_at, ended_at"
+_DURATION = "(epoch_us(ended_at) - epoch_us(started_at)) / 1e6 AS duration_s"
+_HISTORY_SELECT = f"""
+SELECT session_id, version, {_SESSION_FIELDS}, {_DURATION}, extra,
+       valid_from, valid_to, sync_id, observed_via
+FROM {_B}.{HISTORY}_"""
+
+# The status vocabulary, defined once. A failure is a session that ended
+# without doing what it was asked; `cancelled` is a deliberate stop, neither
+# a success nor a failure. A session is settled once it is no longer in
+# flight; failure rates are failures over settled sessions.
+_STATUS_MACROS: Final = (
+    "CREATE MACRO is_failure(status) AS "
+    "status IN ('failed', 'timed_out', 'rolled_back', 'delete_failed')",
+    "CREATE MACRO is_in_flight(status) AS "
+    "status IN ('queued', 'running', 'applying', 'deleting')",
+    "CREATE MACRO is_settled(status) AS NOT is_in_flight(status)",
+)
+
+PUBLIC_DDL: Final = (
+    *_STATUS_MACROS,
+    f"""
+CREATE VIEW sessions AS
+WITH last_listing AS (
+    SELECT max(listed_at) AS listed_at FROM {_B}.sync_runs
+    WHERE outcome IN ('ok', 'partial')
+)
+SELECT s.session_id, s.status, s.hostname, s.username, s.script, s.resource_id,
+       s.started_at, s.ended_at,
+       (epoch_us(s.ended_at) - epoch_us(s.started_at)) / 1e6 AS duration_s,
+       s.first_seen_at,
+       CASE WHEN s.presence = 'listed' THEN coalesce(l.listed_at, s.last_seen_at)
+            ELSE s.last_seen_at END AS last_seen_at,
+       s.presence, s.stale, s.extra, s.version, s.presence_changed_at,
+       s.stale_since, s.last_pull_id
+FROM {_B}.sessions AS s CROSS JOIN last_listing AS l
+""",
+    f"CREATE VIEW {HISTORY} AS {_HISTORY_SELECT}current "
+    f"UNION ALL {_HISTORY_SELECT}closed",
+    f"""
+CREATE VIEW artifacts AS
+SELECT session_id, pull_id, name, kind, size_bytes, sha256, pulled_at, content_type
+FROM {_B}.artifacts
+""",
+    f"""
+CREATE VIEW pulls AS
+SELECT pull_id, session_id, sync_id, pulled_at, size_bytes, sha256, body_sha256,
+       redacted_values
+FROM {_B}.pulls
+""",
+    f"""
+CREATE VIEW terraform_states AS
+SELECT session_id, pull_id, pulled_at, terraform_version, serial, lineage,
+       resource_count, format_version, state_sha256
+FROM {_B}.terraform_states
+""",
+    f"""
+CREATE VIEW terraform_resources AS
+SELECT session_id, pull_id, address, mode, type, name, provider, module, instance_count
+FROM {_B}.terraform_resources
+""",
+    f"""
+CREATE VIEW writes AS
+SELECT write_id, at, action, session_id, force, actor, outcome, http_status, detail,
+       duration_s
+FROM {_B}.writes
+""",
+    f"""
+CREATE VIEW sync_runs AS
+SELECT sync_id, trigger, started_at, finished_at, outcome, listed, new, changed,
+       unchanged, aged_out, gone, pulled, error, listed_at, pull_failed, gap_from,
+       gap_to
+FROM {_B}.sync_runs
+""",
+    # The version valid at `ts`: valid_from <= ts < valid_to (open-ended when
+    # NULL), for every session ever seen, with where the session stands now.
+    f"""
+CREATE MACRO sessions_as_of(ts) AS TABLE
+SELECT h.*, s.presence AS current_presence
+FROM {HISTORY} AS h JOIN {_B}.sessions AS s USING (session_id)
+WHERE h.valid_from <= CAST(ts AS TIMESTAMPTZ)
+  AND (h.valid_to IS NULL OR CAST(ts AS TIMESTAMPTZ) < h.valid_to)
+""",
+)
