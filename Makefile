@@ -18,12 +18,12 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check vxcache tests bench migrations
-	$(BIN)/ruff format --check vxcache tests bench migrations
+	$(BIN)/ruff check vxcache tests bench migrations scripts
+	$(BIN)/ruff format --check vxcache tests bench migrations scripts
 
 fmt: $(STAMP)
-	$(BIN)/ruff format vxcache tests bench migrations
-	$(BIN)/ruff check --fix vxcache tests bench migrations
+	$(BIN)/ruff format vxcache tests bench migrations scripts
+	$(BIN)/ruff check --fix vxcache tests bench migrations scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -14,7 +14,15 @@ from pathlib import Path
 import httpx
 import orjson
 
-FIELDS = ("status", "hostname", "username", "script", "resource_id", "started_at", "ended_at")
+FIELDS = (
+    "status",
+    "hostname",
+    "username",
+    "script",
+    "resource_id",
+    "started_at",
+    "ended_at",
+)
 _COLUMNS = ", ".join(("session_id", *FIELDS, "extra"))
 _CHANGED = " OR ".join(f"{name} IS NOT excluded.{name}" for name in (*FIELDS, "extra"))
 _NEW = ", ".join(f"new.{name}" for name in ("session_id", *FIELDS, "extra"))

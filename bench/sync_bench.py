@@ -4,9 +4,14 @@ Benchmark the list mirror of a sync against the minimal baseline in ``bench.base
 For each size a devnode lists every one of its sessions (``window`` equals
 ``sessions``). Three scenarios run in order on one cache: a full sync into an
 empty cache, an immediate re-sync with nothing changed, and a re-sync after 1%
-of the sessions changed status. Pulls are off. Each sync, vxcache's and the
-baseline's, runs in a fresh subprocess so its peak RSS is its own; wall time
-covers opening the cache and the sync, not interpreter start or imports.
+of the sessions changed status. Pulls are off.
+
+Each sync, vxcache's and the baseline's, runs in a fresh subprocess so its peak
+RSS is its own; wall time covers opening the cache and the sync, not
+interpreter start or imports. Each runs ``--repeat`` times from the same
+starting cache, alternating with the other, and the fastest attempt counts.
+The subprocesses put the caller's PYTHONPATH first, so pointing it at another
+checkout measures that vxcache against the same baseline.
 
 Example:
     .venv/bin/python -m bench.sync_bench --sizes 10000,100000
@@ -19,6 +24,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -27,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +47,9 @@ from vxcache.devnode import DevnodeConfig, create_app
 TOKEN = "bench-node-token"  # noqa: S105 - a local devnode's throwaway token
 ROOT = Path(__file__).resolve().parent.parent
 
-# Targets from the brief: full sync within 3x the baseline and under 500 MB; a
-# no-change re-sync writes nothing and stays within 1.5x of the baseline's.
+# The targets: a full sync within 3x the baseline's time and under 500 MB; a
+# re-sync with nothing changed writes nothing and stays within 1.5x; a re-sync
+# after 1% changed writes those 1% (within a tenth).
 FULL_MAX_RATIO = 3.0
 FULL_MAX_RSS_MB = 500.0
 UNCHANGED_MAX_RATIO = 1.5
@@ -105,7 +113,11 @@ class ServedDevnode:
             self.port = int(sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         server_config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
         )
         self._server = uvicorn.Server(server_config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -125,7 +137,9 @@ class ServedDevnode:
 
     def list_items(self) -> list[dict[str, Any]]:
         """Render the list body now, so no sync pays for it, and return its items."""
-        items: list[dict[str, Any]] = orjson.loads(self.app.state.devnode.store.list_body())
+        items: list[dict[str, Any]] = orjson.loads(
+            self.app.state.devnode.store.list_body()
+        )
         return items
 
     def change_statuses(self, items: Sequence[dict[str, Any]], count: int) -> None:
@@ -134,20 +148,32 @@ class ServedDevnode:
         with httpx.Client(base_url=f"{self.url}/_admin", timeout=30) as admin:
             for item in picked:
                 status = "succeeded" if item["status"] == "failed" else "failed"
-                response = admin.patch(f"/sessions/{item['session_id']}", json={"status": status})
+                response = admin.patch(
+                    f"/sessions/{item['session_id']}", json={"status": status}
+                )
                 response.raise_for_status()
 
 
 def run_child(kind: str, url: str, db_path: Path) -> tuple[float, float]:
     """Run one sync in a fresh interpreter; return its wall seconds and peak RSS in MB."""
-    env = {**os.environ, "BENCH_NODE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
-    env["XDG_CONFIG_HOME"] = str(db_path.parent / "xdg-config")
-    env = {name: value for name, value in env.items() if not name.startswith("VXCACHE_")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("VXCACHE_")
+    }
+    paths = [os.environ.get("PYTHONPATH", ""), str(ROOT)]
+    env.update(
+        BENCH_NODE_TOKEN=TOKEN,
+        PYTHONPATH=os.pathsep.join(path for path in paths if path),
+        XDG_CONFIG_HOME=str(db_path.parent / "xdg-config"),
+    )
     command = [sys.executable, "-m", "bench.sync_bench", "--child", kind, "--url", url]
     completed = subprocess.run(
         [*command, "--db", str(db_path)],
         env=env,
-        cwd=ROOT,
+        # Not ROOT: `-m` puts the working folder first on sys.path, ahead of
+        # PYTHONPATH, and ROOT would then always supply this checkout's vxcache.
+        cwd=db_path.parent,
         capture_output=True,
         text=True,
         check=False,
@@ -163,37 +189,92 @@ def count(db_path: Path, sql: str, *params: object) -> int:
     """Return the number one query counts, or 0 while its table does not exist."""
     if not db_path.exists():
         return 0
-    with sqlite3.connect(db_path) as db:
+    with closing(sqlite3.connect(db_path)) as db:
         try:
             return int(db.execute(sql, params).fetchone()[0])
         except sqlite3.OperationalError:
             return 0
 
 
-def measure_vxcache(url: str, db_path: Path) -> Measure:
-    """Sync with vxcache and count the session rows whose change_seq moved."""
-    last_seq = count(db_path, "SELECT seq FROM _vxcache_changes")
-    history = count(db_path, "SELECT count(*) FROM session_history")
-    seconds, rss_mb = run_child("vxcache", url, db_path)
-    written = count(db_path, "SELECT count(*) FROM sessions WHERE change_seq > ?", last_seq)
-    added = count(db_path, "SELECT count(*) FROM session_history") - history
+class Cache:
+    """One cache file, its row counters, and a copy to restart each attempt from."""
 
-    return Measure(seconds, rss_mb, written, added)
+    def __init__(self, kind: str, db_path: Path) -> None:
+        self.kind = kind
+        self.db_path = db_path
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._start = db_path.with_name(db_path.name + ".start")
+        self._has_start = False
+        self._counts = (0, 0)
+
+    def keep_start(self) -> None:
+        """Remember the cache as it is now; every attempt of a scenario starts from it."""
+        self._counts = self._count()
+        self._has_start = self.db_path.exists()
+        if self._has_start:
+            with closing(sqlite3.connect(self.db_path)) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copyfile(self.db_path, self._start)
+
+    def sync(self, url: str, *, is_first: bool) -> tuple[float, float]:
+        """Sync once from the kept start; return wall seconds and peak RSS in MB."""
+        if not is_first:
+            for suffix in ("", "-wal", "-shm"):
+                self.db_path.with_name(self.db_path.name + suffix).unlink(
+                    missing_ok=True
+                )
+            if self._has_start:
+                shutil.copyfile(self._start, self.db_path)
+        return run_child(self.kind, url, self.db_path)
+
+    def written(self) -> tuple[int, int]:
+        """Return the session rows written and the history rows added since the start."""
+        last_seq, history = self._counts
+        if self.kind == "baseline":
+            added = count(self.db_path, "SELECT count(*) FROM history") - history
+            return added, added
+        sql = "SELECT count(*) FROM sessions WHERE change_seq > ?"
+        added = count(self.db_path, "SELECT count(*) FROM session_history") - history
+        return count(self.db_path, sql, last_seq), added
+
+    def _count(self) -> tuple[int, int]:
+        if self.kind == "baseline":
+            return 0, count(self.db_path, "SELECT count(*) FROM history")
+        last_seq = count(self.db_path, "SELECT seq FROM _vxcache_changes")
+        return last_seq, count(self.db_path, "SELECT count(*) FROM session_history")
 
 
-def measure_baseline(url: str, db_path: Path) -> Measure:
-    """Sync with the baseline; its trigger adds one history row per row written."""
-    before = count(db_path, "SELECT count(*) FROM history")
-    seconds, rss_mb = run_child("baseline", url, db_path)
-    added = count(db_path, "SELECT count(*) FROM history") - before
+def measure(caches: Sequence[Cache], url: str, *, repeat: int) -> list[Measure]:
+    """
+    Sync each cache ``repeat`` times from its kept start, alternating between them.
 
-    return Measure(seconds, rss_mb, added, added)
+    The fastest attempt counts (the others met a busier machine); peak RSS is
+    the highest seen, so no attempt's memory is hidden.
+    """
+    for cache in caches:
+        cache.keep_start()
+    attempts: list[list[tuple[float, float]]] = [[] for _ in caches]
+    for attempt in range(repeat):
+        for cache, runs in zip(caches, attempts, strict=True):
+            runs.append(cache.sync(url, is_first=attempt == 0))
+
+    measures = []
+    for cache, runs in zip(caches, attempts, strict=True):
+        seconds = min(run[0] for run in runs)
+        rss_mb = max(run[1] for run in runs)
+        measures.append(Measure(seconds, rss_mb, *cache.written()))
+
+    return measures
 
 
-def bench_size(size: int, *, changed_fraction: float, folder: Path) -> list[Result]:
+def bench_size(
+    size: int, *, changed_fraction: float, repeat: int, folder: Path
+) -> list[Result]:
     """Run the three scenarios against one devnode of ``size`` listed sessions."""
-    vx_db = folder / f"vxcache-{size}" / "cache.db"
-    base_db = folder / f"baseline-{size}.db"
+    caches = (
+        Cache("vxcache", folder / f"vxcache-{size}" / "cache.db"),
+        Cache("baseline", folder / f"baseline-{size}" / "baseline.db"),
+    )
     changed = max(1, round(size * changed_fraction))
     results = []
     with ServedDevnode(size) as node:
@@ -202,10 +283,9 @@ def bench_size(size: int, *, changed_fraction: float, folder: Path) -> list[Resu
             if scenario.endswith("changed"):
                 node.change_statuses(items, changed)
                 node.list_items()
-            vxcache = measure_vxcache(node.url, vx_db)
-            baseline = measure_baseline(node.url, base_db)
+            vxcache, baseline = measure(caches, node.url, repeat=repeat)
             results.append(Result(size, scenario, changed, vxcache, baseline))
-            print(f"  {size} {scenario}: done", file=sys.stderr, flush=True)
+            print(f"  {size:,} {scenario}: done", file=sys.stderr, flush=True)
 
     return results
 
@@ -286,10 +366,19 @@ def peak_rss_mb() -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sync benchmark and print its table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.sync_bench", description=__doc__)
-    parser.add_argument("--sizes", default="10000,100000", help="listed sessions, comma-separated")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sync_bench", description=__doc__
+    )
+    parser.add_argument(
+        "--sizes", default="10000,100000", help="listed sessions, comma-separated"
+    )
     parser.add_argument("--changed", type=float, default=0.01, help="fraction changed")
-    parser.add_argument("--child", choices=("vxcache", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="attempts per sync; best counts"
+    )
+    parser.add_argument(
+        "--child", choices=("vxcache", "baseline"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -302,9 +391,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="vxcache-bench-") as folder:
         for size in sizes:
-            results.extend(bench_size(size, changed_fraction=args.changed, folder=Path(folder)))
+            results.extend(
+                bench_size(
+                    size,
+                    changed_fraction=args.changed,
+                    repeat=args.repeat,
+                    folder=Path(folder),
+                )
+            )
     print("sync: vxcache (vx) against the baseline (base); x = vx/base")
     print(format_table(results))
+    print(
+        "vx rows ses/hist: session rows whose change_seq moved / history rows added; "
+        "base rows: rows its trigger copied to history"
+    )
 
     return 0
 

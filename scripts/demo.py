@@ -58,17 +58,34 @@ def main() -> None:
         }
         print(f"$ vxcache devnode --port {port} --sessions 2000 --window 200 --seed 1")
         node = subprocess.Popen(
-            [*VXCACHE, "devnode", "--port", str(port), "--sessions", "2000",
-             "--window", "200", "--seed", "1", "--token", TOKEN],
-            env=env, stderr=subprocess.DEVNULL,
+            [
+                *VXCACHE,
+                "devnode",
+                "--port",
+                str(port),
+                "--sessions",
+                "2000",
+                "--window",
+                "200",
+                "--seed",
+                "1",
+                "--token",
+                TOKEN,
+            ],
+            env=env,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_for(f"{url}/_admin/settings")
             run("init", env=env)
             run("sync", env=env)
             run("status", env=env)
-            run("query", "SELECT status, count(*) AS sessions FROM sessions "
-                "GROUP BY status ORDER BY sessions DESC", env=env)
+            run(
+                "query",
+                "SELECT status, count(*) AS sessions FROM sessions "
+                "GROUP BY status ORDER BY sessions DESC",
+                env=env,
+            )
             run("report", "failure-rate", env=env)
         finally:
             node.terminate()

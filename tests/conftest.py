@@ -68,7 +68,9 @@ class Devnode:
         return self.served.url
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.url}/_admin/{path}", timeout=10, **kwargs)
+        response = httpx.request(
+            method, f"{self.url}/_admin/{path}", timeout=10, **kwargs
+        )
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -119,17 +121,23 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "cache" / "cache.db"
 
 
-def make_settings(node: Devnode | None, db_path: Path, **sections: dict[str, Any]) -> Settings:
-    """Return settings for a cache at ``db_path`` against ``node``, retries kept short."""
+def make_settings(
+    target: Devnode | None, db_path: Path, /, **sections: dict[str, Any]
+) -> Settings:
+    """Return settings for a cache at ``db_path`` against ``target``, retries kept short."""
     overrides: dict[str, dict[str, Any]] = {
-        "node": {"retry_max_wait": "0.2s", "connect_timeout": "2s", "read_timeout": "10s"},
+        "node": {
+            "retry_max_wait": "0.2s",
+            "connect_timeout": "2s",
+            "read_timeout": "10s",
+        },
         "cache": {"path": str(db_path)},
     }
-    if node is not None:
-        overrides["node"].update(url=node.url, token=node.token)
+    if target is not None:
+        overrides["node"].update(url=target.url, token=target.token)
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
-    return load_settings(overrides=overrides, environ={}, offline=node is None)
+    return load_settings(overrides=overrides, environ={}, offline=target is None)
 
 
 @pytest.fixture

@@ -13,10 +13,14 @@ import pytest
 from vxcache.cli import cli
 from vxcache.cli._app import run_cli
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(
+    encoding="utf-8"
+)
 
 
-def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+def all_commands(
+    group: click.Group, prefix: str = ""
+) -> list[tuple[str, click.Command]]:
     found = []
     for name, command in sorted(group.commands.items()):
         found.append((prefix + name, command))
@@ -64,7 +68,9 @@ def test_init_writes_a_private_config_and_refuses_to_overwrite(vx, tmp_path):
 
 def test_sync_then_reads_work_with_json_output(vx):
     code, _out, err = vx("sync")
-    listed_code, listed, list_err = vx("sessions", "list", "--limit", "5", "--format", "json")
+    listed_code, listed, list_err = vx(
+        "sessions", "list", "--limit", "5", "--format", "json"
+    )
 
     rows = json.loads(listed)
     assert code == 0
@@ -79,7 +85,9 @@ def test_reads_work_offline_after_the_node_stops(vx, devnode):
     vx("sync", "--no-pull")
     devnode.stop()
 
-    code, out, err = vx("sessions", "list", "--limit", "3", "--format", "csv", "--offline")
+    code, out, err = vx(
+        "sessions", "list", "--limit", "3", "--format", "csv", "--offline"
+    )
 
     assert code == 0
     assert out.splitlines()[0].startswith("session_id,status")
@@ -89,9 +97,9 @@ def test_reads_work_offline_after_the_node_stops(vx, devnode):
 
 def test_show_refresh_with_node_down_notes_it_and_serves_the_cache(vx, devnode):
     vx("sync", "--no-pull")
-    session_id = json.loads(vx("sessions", "list", "--limit", "1", "--format", "json")[1])[0][
-        "session_id"
-    ]
+    session_id = json.loads(
+        vx("sessions", "list", "--limit", "1", "--format", "json")[1]
+    )[0]["session_id"]
     devnode.stop()
 
     code, out, err = vx("sessions", "show", session_id, "--refresh", "--format", "json")
@@ -110,7 +118,8 @@ def test_sync_with_node_down_exits_3_with_one_line(vx, devnode):
     assert code == 3
     assert out == ""
     assert err.count("Error: ") == 1
-    assert last_line.startswith("Error: ") and "unreachable" in last_line
+    assert last_line.startswith("Error: ")
+    assert "unreachable" in last_line
     assert "Traceback" not in err
 
 
@@ -156,11 +165,13 @@ def test_unknown_session_exits_1(vx):
 
 def test_artifacts_get_and_export(vx, tmp_path):
     vx("sync")
-    session_id = json.loads(vx("sessions", "list", "--limit", "1", "--format", "json")[1])[0][
-        "session_id"
+    session_id = json.loads(
+        vx("sessions", "list", "--limit", "1", "--format", "json")[1]
+    )[0]["session_id"]
+    names = [
+        a["name"]
+        for a in json.loads(vx("artifacts", "list", session_id, "--format", "json")[1])
     ]
-    names = [a["name"] for a in json.loads(vx("artifacts", "list", session_id, "--format",
-                                              "json")[1])]
 
     code, _out, _err = vx("artifacts", "export", session_id, str(tmp_path / "out"))
     again = vx("artifacts", "export", session_id, str(tmp_path / "out"))

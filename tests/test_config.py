@@ -19,8 +19,14 @@ def write(path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90.0), ("5m", 300.0), ("1h", 3600.0), ("250ms", 0.25), ("2d", 172800.0),
-     (" 7 ", 7.0)],
+    [
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("250ms", 0.25),
+        ("2d", 172800.0),
+        (" 7 ", 7.0),
+    ],
     ids=["seconds", "minutes", "hours", "millis", "days", "bare"],
 )
 def test_duration_units_parse_to_seconds(text, seconds):
@@ -35,17 +41,22 @@ def test_bad_duration_is_refused(text):
 
 def test_size_units_parse_to_bytes():
     assert [parse_size("64MiB"), parse_size("500kB"), parse_size(10)] == [
-        64 * 1024**2, 500_000, 10
+        64 * 1024**2,
+        500_000,
+        10,
     ]
 
 
 def test_environment_overrides_file_and_options_override_environment(tmp_path):
-    config = write(tmp_path / "c.toml", '[node]\nurl = "http://file:1"\n[sync]\ninterval = "1m"\n')
+    config = write(
+        tmp_path / "c.toml", '[node]\nurl = "http://file:1"\n[sync]\ninterval = "1m"\n'
+    )
     environ = {"VXCACHE_NODE_URL": "http://env:2", "VXCACHE_TOKEN": "secret-from-env"}
 
     from_env = load_settings(config, environ=environ)
-    from_option = load_settings(config, environ=environ,
-                                overrides={"node": {"url": "http://option:3"}})
+    from_option = load_settings(
+        config, environ=environ, overrides={"node": {"url": "http://option:3"}}
+    )
 
     assert (from_env.node.url, from_env.sync.interval) == ("http://env:2", 60.0)
     assert from_option.node.url == "http://option:3"
@@ -53,14 +64,14 @@ def test_environment_overrides_file_and_options_override_environment(tmp_path):
 
 
 def test_toml_syntax_error_names_file_line_and_key(tmp_path):
-    config = write(tmp_path / "bad.toml", '[sync]\npull = true\ninterval = 5m\n')
+    config = write(tmp_path / "bad.toml", "[sync]\npull = true\ninterval = 5m\n")
 
     with pytest.raises(ConfigError, match=r"bad\.toml line 3, key 'interval'"):
         load_settings(config, environ={})
 
 
 def test_wrong_type_names_key_and_expectation(tmp_path):
-    config = write(tmp_path / "c.toml", "[sync]\npull_concurrency = \"many\"\n")
+    config = write(tmp_path / "c.toml", '[sync]\npull_concurrency = "many"\n')
 
     with pytest.raises(ConfigError, match=r"'sync\.pull_concurrency'.*integer"):
         load_settings(config, environ={})
@@ -74,7 +85,7 @@ def test_bad_duration_value_names_key(tmp_path):
 
 
 def test_unknown_key_is_a_warning_naming_it(tmp_path, caplog):
-    config = write(tmp_path / "c.toml", "[sync]\nintervall = \"5m\"\n[extra]\nx = 1\n")
+    config = write(tmp_path / "c.toml", '[sync]\nintervall = "5m"\n[extra]\nx = 1\n')
 
     with caplog.at_level(logging.WARNING):
         settings = load_settings(config, environ={})
@@ -108,7 +119,9 @@ def test_example_config_documents_every_key_and_loads(tmp_path):
 
     settings = load_settings(example, environ={})
 
-    assert settings == load_settings(environ={}).model_copy(update={"config_path": example})
+    assert settings == load_settings(environ={}).model_copy(
+        update={"config_path": example}
+    )
 
 
 def test_starter_config_fills_node_url_and_cache_path(tmp_path):
@@ -117,4 +130,7 @@ def test_starter_config_fills_node_url_and_cache_path(tmp_path):
 
     settings = load_settings(config, environ={})
 
-    assert (settings.node.url, settings.cache.db_path) == ("http://n:9", tmp_path / "x.db")
+    assert (settings.node.url, settings.cache.db_path) == (
+        "http://n:9",
+        tmp_path / "x.db",
+    )

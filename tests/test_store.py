@@ -48,16 +48,32 @@ def test_cache_folder_is_open_to_its_owner_only(store: Store) -> None:
     assert mode == 0o700
 
 
-def test_cache_file_is_private_under_a_permissive_umask(offline_settings: Settings) -> None:
+def test_cache_file_is_private_under_a_permissive_umask(
+    offline_settings: Settings,
+) -> None:
     previous = os.umask(0)
     try:
         Store.open(offline_settings).close()
     finally:
         os.umask(previous)
 
-    modes = (mode_of(offline_settings.cache.db_path.parent), mode_of(offline_settings.cache.db_path))
+    modes = (
+        mode_of(offline_settings.cache.db_path.parent),
+        mode_of(offline_settings.cache.db_path),
+    )
 
     assert modes == (0o700, 0o600)
+
+
+def test_write_ahead_log_is_as_private_as_the_cache(store: Store) -> None:
+    with store.engine.connect() as connection:
+        connection.execute(text("SELECT seq FROM _vxcache_changes")).all()
+        modes = {
+            suffix: mode_of(store.db_path.with_name(store.db_path.name + suffix))
+            for suffix in ("-wal", "-shm")
+        }
+
+    assert modes == {"-wal": 0o600, "-shm": 0o600}
 
 
 def test_cache_is_in_wal_mode(store: Store) -> None:

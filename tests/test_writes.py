@@ -1,4 +1,4 @@
-"""Apply and delete through the node: audit rows, staleness, the race with sync, the CLI."""
+"""Apply and delete through the node: audit, staleness, the race with sync, the CLI."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from tests.conftest import Devnode, free_port, make_settings
 from vxcache._time import utc_now
-from vxcache.cli import cli
 from vxcache.cli import _writes as cli_writes
+from vxcache.cli import cli
 from vxcache.cli._app import run_cli
 from vxcache.client import NodeClient
 from vxcache.config import Settings
@@ -49,7 +49,9 @@ ACTOR = "alice@example"
 @pytest.fixture
 def settings(devnode: Devnode, db_path: Path) -> Settings:
     """Settings against the devnode with a fixed actor and a short wait."""
-    return make_settings(devnode, db_path, writes={"actor": ACTOR, "wait_timeout": "20s"})
+    return make_settings(
+        devnode, db_path, writes={"actor": ACTOR, "wait_timeout": "20s"}
+    )
 
 
 @pytest.fixture
@@ -66,7 +68,11 @@ def client(settings: Settings) -> Iterator[NodeClient]:
 
 def create_session(node: Devnode, **record: Any) -> str:
     """Add a session at the devnode (newest, so inside the list window)."""
-    body = {"status": "planned", "hostname": "web-01.prod", "script": "install-nginx.sh"}
+    body = {
+        "status": "planned",
+        "hostname": "web-01.prod",
+        "script": "install-nginx.sh",
+    }
     body.update(record)
     return str(node.admin("POST", "sessions", json=body)["session_id"])
 
@@ -77,7 +83,7 @@ def sync(store: Store, client: NodeClient, settings: Settings, **kwargs: Any) ->
 
 def write_rows(store: Store) -> list[Write]:
     with store.reading() as connection:
-        rows = connection.execute(select(Write).order_by(Write.write_id))  # type: ignore[arg-type]
+        rows = connection.execute(select(Write).order_by(Write.write_id))
         return [Write.model_validate(row._mapping) for row in rows]
 
 
@@ -85,8 +91,15 @@ def set_faults(node: Devnode, **faults: Any) -> None:
     node.admin("PUT", "faults", json=faults)
 
 
+def hold_transitions(node: Devnode) -> None:
+    """Keep applied and deleted sessions in flight, so a test can see them there."""
+    node.admin("PUT", "settings", json={"transition_seconds": 3600})
+
+
 @pytest.fixture
-def planned(devnode: Devnode, store: Store, client: NodeClient, settings: Settings) -> str:
+def planned(
+    devnode: Devnode, store: Store, client: NodeClient, settings: Settings
+) -> str:
     """A planned session, mirrored into the cache by a real sync."""
     session_id = create_session(devnode)
     sync(store, client, settings)
@@ -97,7 +110,9 @@ def planned(devnode: Devnode, store: Store, client: NodeClient, settings: Settin
 
 
 @pytest.fixture
-def protected(devnode: Devnode, store: Store, client: NodeClient, settings: Settings) -> str:
+def protected(
+    devnode: Devnode, store: Store, client: NodeClient, settings: Settings
+) -> str:
     """A succeeded session the node protects from a delete without force."""
     session_id = create_session(devnode, status="succeeded", protected=True)
     sync(store, client, settings)
@@ -108,8 +123,9 @@ def protected(devnode: Devnode, store: Store, client: NodeClient, settings: Sett
 
 
 def test_apply_promotes_a_planned_session_and_the_refresh_clears_stale(
-    store, client, settings, planned
+    devnode, store, client, settings, planned
 ):
+    hold_transitions(devnode)
     started = utc_now()
 
     result = apply_session(store, client, settings, planned)
@@ -146,7 +162,9 @@ def test_apply_of_a_session_not_planned_fails_with_the_nodes_words(
 ):
     before = store.session(protected)
 
-    with pytest.raises(UpstreamRejectedError, match="only planned sessions can be applied"):
+    with pytest.raises(
+        UpstreamRejectedError, match="only planned sessions can be applied"
+    ):
         apply_session(store, client, settings, protected)
 
     [row] = write_rows(store)
@@ -242,7 +260,9 @@ def test_delete_without_force_of_a_protected_session_fails_and_leaves_the_cache(
 ):
     before = store.session(protected)
 
-    with pytest.raises(UpstreamRejectedError, match="is protected; confirm with force=true"):
+    with pytest.raises(
+        UpstreamRejectedError, match="is protected; confirm with force=true"
+    ):
         delete_session(store, client, settings, protected)
 
     [row] = write_rows(store)
@@ -321,6 +341,7 @@ def test_a_write_to_a_session_the_cache_thinks_gone_still_asks_the_node(
 def test_a_lost_answer_is_unknown_sent_once_and_marks_the_session_stale(
     devnode, store, client, settings, planned
 ):
+    hold_transitions(devnode)
     set_faults(devnode, drop_after_write_count=1)
     before = devnode.requests()
 
@@ -414,7 +435,9 @@ def test_a_closed_port_refuses_with_exit_code_3(store, db_path):
     settings = make_settings(None, db_path).model_copy(update={"offline": False})
     settings = settings.model_copy(
         update={
-            "node": settings.node.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})
+            "node": settings.node.model_copy(
+                update={"url": f"http://127.0.0.1:{free_port()}"}
+            )
         }
     )
 
@@ -445,7 +468,9 @@ def test_writes_rows_answer_who_what_when_and_outcome_for_every_attempt(
         delete_session(store, client, settings, protected, force=True)
 
     rows = write_rows(store)
-    assert [(r.action, r.session_id, r.force, r.outcome, r.http_status) for r in rows] == [
+    assert [
+        (r.action, r.session_id, r.force, r.outcome, r.http_status) for r in rows
+    ] == [
         ("apply", planned, False, "refused", None),
         ("apply", planned, False, "ok", None),
         ("delete", protected, False, "failed", 409),
@@ -462,15 +487,18 @@ def test_writes_rows_answer_who_what_when_and_outcome_for_every_attempt(
 
 
 def test_a_sync_listed_before_a_write_does_not_undo_the_refreshed_session(
-    store, client, settings, planned
+    devnode, store, client, settings, planned
 ):
+    hold_transitions(devnode)
     results = []
 
     summary = sync(
         store,
         client,
         settings,
-        after_list=lambda: results.append(apply_session(store, client, settings, planned)),
+        after_list=lambda: results.append(
+            apply_session(store, client, settings, planned)
+        ),
     )
 
     cached = store.session(planned)
@@ -490,7 +518,9 @@ def test_a_sync_listed_before_a_write_keeps_the_session_stale_until_a_later_list
         store,
         client,
         settings,
-        after_list=lambda: results.append(apply_session(store, client, settings, planned)),
+        after_list=lambda: results.append(
+            apply_session(store, client, settings, planned)
+        ),
     )
     during = store.session(planned)
     set_faults(devnode)
@@ -556,7 +586,8 @@ def test_cli_delete_without_a_terminal_or_yes_refuses_with_one_line(
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1
-    assert err.startswith("Error: ") and "--yes" in err
+    assert err.startswith("Error: ")
+    assert "--yes" in err
     assert devnode.requests()["delete"] == 0
     assert write_rows(store) == []
 
@@ -597,7 +628,11 @@ def test_cli_delete_confirmed_on_a_terminal_is_sent(vx, terminal, devnode, prote
     assert devnode.requests()["delete"] == 1
 
 
-def test_cli_apply_yes_prints_the_nodes_answer_and_notes_on_stderr(vx, planned, store):
+def test_cli_apply_yes_prints_the_nodes_answer_and_notes_on_stderr(
+    vx, devnode, planned, store
+):
+    hold_transitions(devnode)
+
     code, out, err = vx("apply", planned, "--yes", "--format", "json")
 
     assert code == 0
@@ -682,4 +717,3 @@ def test_cli_warns_before_writing_a_session_the_cache_thinks_deleted(
     assert code == 1
     assert "warning: the cache believes session" in err
     assert "already deleted" in err
-

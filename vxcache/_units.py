@@ -6,7 +6,9 @@ import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE
+)
 _SIZE_UNITS = {
     "b": 1,
     "kb": 1000,
@@ -64,6 +66,8 @@ def parse_size(value: str | int) -> int:
 
 def format_duration(seconds: float) -> str:
     """Return a short human form of an age: ``42s``, ``7 min``, ``3 h``, ``2 days``."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     if seconds < 90:
         return f"{seconds:.0f}s"
     if seconds < 90 * 60:

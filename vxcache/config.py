@@ -178,17 +178,27 @@ def default_config_path() -> Path:
 def starter_config(*, node_url: str | None = None, db_path: Path | None = None) -> str:
     """Return the documented example config, with the node URL and cache path filled in."""
     package = Path(__file__).resolve().parent
-    for candidate in (package / "config.example.toml", package.parent / "config.example.toml"):
+    for candidate in (
+        package / "config.example.toml",
+        package.parent / "config.example.toml",
+    ):
         if candidate.is_file():
             text = candidate.read_text(encoding="utf-8")
             break
     else:
         raise ConfigError("config.example.toml is missing from this installation")
     if node_url:
-        text = text.replace('url = "http://127.0.0.1:8700"', f"url = {_toml_string(node_url)}", 1)
+        text = text.replace(
+            'url = "http://127.0.0.1:8700"', f"url = {_toml_string(node_url)}", 1
+        )
     if db_path:
-        text = re.sub(r"^# path = .*$", f"path = {_toml_string(str(db_path))}", text,
-                      count=1, flags=re.MULTILINE)
+        text = re.sub(
+            r"^# path = .*$",
+            f"path = {_toml_string(str(db_path))}",
+            text,
+            count=1,
+            flags=re.MULTILINE,
+        )
     return text
 
 
@@ -222,7 +232,9 @@ def load_settings(
         _merge(merged, read_toml(path))
         used_path = path
     elif explicit:
-        raise ConfigError(f"config file {path} does not exist; run `vxcache init` or fix --config")
+        raise ConfigError(
+            f"config file {path} does not exist; run `vxcache init` or fix --config"
+        )
 
     for variable, (section, key) in _ENVIRONMENT.items():
         if env.get(variable):
@@ -259,12 +271,14 @@ def _merge(target: dict[str, dict[str, Any]], source: Mapping[str, Any]) -> None
     for section, values in source.items():
         if section in target and isinstance(values, Mapping):
             for key, value in values.items():
-                if isinstance(value, Mapping) and isinstance(target[section].get(key), dict):
+                if isinstance(value, Mapping) and isinstance(
+                    target[section].get(key), dict
+                ):
                     target[section][key] = {**target[section][key], **value}
                 else:
                     target[section][key] = value
         elif section in target:
-            target[section] = values  # type: ignore[assignment]  # pydantic reports it
+            target[section] = values  # a non-table section: pydantic reports its type
 
 
 def _warn_unknown_keys(data: Mapping[str, Any], path: Path) -> None:
@@ -279,12 +293,19 @@ def _warn_unknown_keys(data: Mapping[str, Any], path: Path) -> None:
         fields = model.model_fields if isinstance(model, type) else {}
         for key, value in values.items():
             if key not in fields:
-                logger.warning("unknown config key '%s.%s' in %s; it is ignored", section, key, path)
+                logger.warning(
+                    "unknown config key '%s.%s' in %s; it is ignored",
+                    section,
+                    key,
+                    path,
+                )
             elif key == "paths" and isinstance(value, Mapping):
                 for sub in value:
                     if sub not in NodePaths.model_fields:
                         logger.warning(
-                            "unknown config key 'node.paths.%s' in %s; it is ignored", sub, path
+                            "unknown config key 'node.paths.%s' in %s; it is ignored",
+                            sub,
+                            path,
                         )
 
 

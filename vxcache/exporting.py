@@ -54,7 +54,9 @@ def export_artifacts(
     """Write the artifacts of the session's latest pull; report refused names."""
     found = store.artifacts(session_id)
     if not found:
-        raise RecordNotFoundError(f"session {session_id} has no pulled artifacts in the cache")
+        raise RecordNotFoundError(
+            f"session {session_id} has no pulled artifacts in the cache"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
     for artifact in found:

@@ -24,4 +24,6 @@ def configure_logging(verbosity: int, *, default_level: int = logging.WARNING) -
     # httpx and httpcore log full URLs at INFO and DEBUG; keep them quiet
     # unless asked twice, and even then vxcache never puts secrets in URLs.
     for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbosity > 2 else logging.WARNING)
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if verbosity > 2 else logging.WARNING
+        )

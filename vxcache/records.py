@@ -49,10 +49,16 @@ class SessionRecord:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Kept after first use: a sync asks for it when diffing and again when writing.
+    _fingerprint: bytes | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def fingerprint(self) -> bytes:
         """Return a digest of the documented fields; equal digests mean no change."""
+        if self._fingerprint is not None:
+            return self._fingerprint
         values = (
             self.session_id,
             self.status,
@@ -63,7 +69,10 @@ class SessionRecord:
             format_timestamp(self.started_at),
             format_timestamp(self.ended_at),
         )
-        return hashlib.blake2b(orjson.dumps(values), digest_size=16).digest()
+        digest = hashlib.blake2b(orjson.dumps(values), digest_size=16).digest()
+        object.__setattr__(self, "_fingerprint", digest)
+
+        return digest
 
     def as_wire(self) -> dict[str, Any]:
         """Return the record in the node's own JSON shape, unknown fields included."""
@@ -90,7 +99,9 @@ def parse_session(item: object) -> SessionRecord:
             ``status``, or a known field has the wrong type.
     """
     if not isinstance(item, dict):
-        raise RecordShapeError(f"a session must be a JSON object, got {type(item).__name__}")
+        raise RecordShapeError(
+            f"a session must be a JSON object, got {type(item).__name__}"
+        )
     session_id = item.get("session_id")
     if not isinstance(session_id, str) or not session_id:
         raise RecordShapeError("a session has no 'session_id' string")
@@ -102,7 +113,9 @@ def parse_session(item: object) -> SessionRecord:
     for name in _OPTIONAL_TEXT:
         value = item.get(name)
         if value is not None and not isinstance(value, str):
-            raise RecordShapeError(f"session {session_id} field {name!r} is not a string")
+            raise RecordShapeError(
+                f"session {session_id} field {name!r} is not a string"
+            )
         texts[name] = value
     try:
         started_at = parse_timestamp(item.get("started_at"))

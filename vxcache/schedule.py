@@ -42,6 +42,7 @@ def sync_once(
     Run one sync as a job: log a failure and return None instead of raising.
 
     A failed sync is retried at the next tick; the job never kills the scheduler.
+    A failing ``after_sync`` is logged; the summary of the sync still comes back.
     """
     try:
         with Store.open(settings) as store, NodeClient(settings.node) as client:
@@ -54,7 +55,11 @@ def sync_once(
         return None
     logger.info("%s", summary.describe())
     if after_sync is not None:
-        after_sync(summary)
+        try:
+            after_sync(summary)
+        except Exception:
+            # The sync itself is done and recorded; only what follows it failed.
+            logger.exception("after-sync step failed sync_id=%d", summary.sync_id)
 
     return summary
 
@@ -74,13 +79,16 @@ def build_scheduler(
     interval with up to ``sync.jitter`` of random delay.
     """
     scheduler: BaseScheduler = (
-        BlockingScheduler(timezone="UTC") if blocking else BackgroundScheduler(timezone="UTC")
+        BlockingScheduler(timezone="UTC")
+        if blocking
+        else BackgroundScheduler(timezone="UTC")
     )
     seconds = interval_seconds or settings.sync.interval
     scheduler.add_job(
         sync_once,
-        trigger=IntervalTrigger(seconds=seconds, jitter=int(settings.sync.jitter) or None,
-                                timezone="UTC"),
+        trigger=IntervalTrigger(
+            seconds=seconds, jitter=int(settings.sync.jitter) or None, timezone="UTC"
+        ),
         kwargs={"settings": settings, "trigger": "schedule", "after_sync": after_sync},
         id=SYNC_JOB_ID,
         max_instances=1,

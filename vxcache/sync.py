@@ -57,7 +57,8 @@ class SyncSummary:
         return (
             f"sync {self.sync_id} {self.outcome}: listed {c.listed or 0}, new {c.new}, "
             f"changed {c.changed}, aged out {c.aged_out}, gone {c.gone}, "
-            f"pulled {c.pulled}" + (f" ({c.pull_failed} failed)" if c.pull_failed else "")
+            f"pulled {c.pulled}"
+            + (f" ({c.pull_failed} failed)" if c.pull_failed else "")
             + f", {self.seconds:.1f}s"
         )
 
@@ -100,8 +101,9 @@ def run_sync(
         ) from None
     try:
         run = _SyncRun(store, client, settings, trigger=trigger, progress=progress)
-        return run.execute(pull=settings.sync.pull if pull is None else pull,
-                           after_list=after_list)
+        return run.execute(
+            pull=settings.sync.pull if pull is None else pull, after_list=after_list
+        )
     finally:
         lock.release()
 
@@ -125,7 +127,9 @@ class _SyncRun:
         self.warnings: list[str] = []
         self.sync_id = store.begin_sync(trigger=trigger, started_at=utc_now())
 
-    def execute(self, *, pull: bool, after_list: Callable[[], None] | None) -> SyncSummary:
+    def execute(
+        self, *, pull: bool, after_list: Callable[[], None] | None
+    ) -> SyncSummary:
         logger.info("sync started sync_id=%d", self.sync_id)
         try:
             missing = self._mirror_list(after_list)
@@ -135,12 +139,18 @@ class _SyncRun:
         except BaseException as exc:
             self._finish("failed", error=_describe(exc))
             raise
-        self._finish("partial" if self.counts.pull_failed or self.counts.error else "ok")
+        self._finish(
+            "partial" if self.counts.pull_failed or self.counts.error else "ok"
+        )
         summary = SyncSummary(
             self.sync_id, self.counts, time.monotonic() - self.started, self.warnings
         )
-        logger.info("sync finished sync_id=%d outcome=%s seconds=%.1f",
-                    self.sync_id, summary.outcome, summary.seconds)
+        logger.info(
+            "sync finished sync_id=%d outcome=%s seconds=%.1f",
+            self.sync_id,
+            summary.outcome,
+            summary.seconds,
+        )
 
         return summary
 
@@ -152,28 +162,35 @@ class _SyncRun:
         self.store.finish_sync(self.sync_id, self.counts)
 
     def _mirror_list(self, after_list: Callable[[], None] | None) -> list[str]:
-        before = self.store.session_index()
-        seq_before = self.store.change_seq()
+        # Read the cache before asking for the list: whatever is written after
+        # this point (a write and its refresh) is newer than the list, and the
+        # store leaves it alone when the list is written.
+        read_at_seq = self.store.change_seq()
+        index = self.store.session_index()
+        stale = self.store.stale_since()
         listed_at = utc_now()
         records = _first_of_each(self.client.list_sessions())
         if after_list is not None:
             after_list()
-        index = before
-        if self.store.change_seq() != seq_before:
-            # Something wrote the cache while the list was in flight (a write
-            # and its refresh, a `sessions show --refresh`): read it again.
-            index = self.store.session_index()
-        moved = {sid for sid, entry in index.items() if before.get(sid) != entry}
-        stale = self.store.stale_since()
         self._check_gap(index, records)
 
-        changes = _diff(records, index, stale, listed_at, moved=moved)
+        changes = _diff(records, index, stale, listed_at)
         with_pull = self.store.pull_basis(c.record.session_id for c in changes.changed)
         changes.changed = [
             _with_pull_flag(change, with_pull.get(change.record.session_id))
             for change in changes.changed
         ]
-        self.store.apply_listing(changes, sync_id=self.sync_id, observed_at=listed_at)
+        overtaken = self.store.apply_listing(
+            changes,
+            sync_id=self.sync_id,
+            observed_at=listed_at,
+            read_at_seq=read_at_seq,
+        )
+        if overtaken:
+            logger.info(
+                "sessions written during the list left alone count=%d", len(overtaken)
+            )
+            changes = changes.without(overtaken)
 
         self.counts.listed_at = listed_at
         self.counts.listed = len(records)
@@ -182,17 +199,33 @@ class _SyncRun:
         self.counts.unchanged = len(records) - len(changes.new) - len(changes.changed)
         listed_ids = {record.session_id for record in records}
 
-        return [sid for sid, entry in index.items()
-                if entry.presence == "listed" and sid not in listed_ids]
+        return [
+            sid
+            for sid, entry in index.items()
+            if entry.presence == "listed" and sid not in listed_ids
+        ]
 
-    def _check_gap(self, index: dict[str, IndexEntry], records: list[SessionRecord]) -> None:
+    def _check_gap(
+        self, index: dict[str, IndexEntry], records: list[SessionRecord]
+    ) -> None:
         previous = {sid for sid, entry in index.items() if entry.presence == "listed"}
+        earlier: dict[str, datetime | None] | None = None
+        if not previous and records:
+            # The latest list was empty: compare with the latest one that was not.
+            earlier = self.store.last_nonempty_list()
+            previous = set(earlier)
         if not previous or not records:
             return
         if any(record.session_id in previous for record in records):
             return
-        starts = [record.started_at for record in records if record.started_at is not None]
-        self.counts.gap_from = self.store.newest_listed_start()
+        starts = [
+            record.started_at for record in records if record.started_at is not None
+        ]
+        if earlier is None:
+            self.counts.gap_from = self.store.newest_listed_start()
+        else:
+            known = [start for start in earlier.values() if start is not None]
+            self.counts.gap_from = max(known, default=None)
         self.counts.gap_to = min(starts) if starts else None
         warning = (
             "the node's list shares no session with the previous one, so sessions "
@@ -215,8 +248,9 @@ class _SyncRun:
         aged_out: list[tuple[SessionRecord, ChangedSession | None]] = []
         gone: list[str] = []
         unreachable = 0
-        for session_id, outcome in self._in_parallel("show", candidates,
-                                                     self.client.show_session):
+        for session_id, outcome in self._in_parallel(
+            "show", candidates, self.client.show_session
+        ):
             if isinstance(outcome, SessionRecord):
                 aged_out.append((outcome, _change_of(outcome, index.get(session_id))))
             elif isinstance(outcome, SessionNotFoundError):
@@ -225,28 +259,42 @@ class _SyncRun:
                 unreachable += 1
         basis = self.store.pull_basis(c.record.session_id for _r, c in aged_out if c)
         aged_out = [
-            (record, _with_pull_flag(change, basis.get(record.session_id)) if change else None)
+            (
+                record,
+                _with_pull_flag(change, basis.get(record.session_id))
+                if change
+                else None,
+            )
             for record, change in aged_out
         ]
         self.store.apply_observations(
             sync_id=self.sync_id, observed_at=observed_at, aged_out=aged_out, gone=gone
         )
-        self.counts.aged_out = sum(1 for record, _c in aged_out
-                                   if index[record.session_id].presence != "aged_out")
+        self.counts.aged_out = sum(
+            1
+            for record, _c in aged_out
+            if index[record.session_id].presence != "aged_out"
+        )
         self.counts.gone = sum(1 for sid in gone if index[sid].presence != "gone")
         if unreachable:
-            self.counts.error = f"the node did not answer about {unreachable} missing sessions"
+            self.counts.error = (
+                f"the node did not answer about {unreachable} missing sessions"
+            )
 
     def _pull_wanted(self) -> None:
         wanted = self.store.sessions_wanting_pull()
-        for session_id, outcome in self._in_parallel("pull", wanted, self.client.pull_session):
+        for session_id, outcome in self._in_parallel(
+            "pull", wanted, self.client.pull_session
+        ):
             if isinstance(outcome, SessionNotFoundError):
                 self.store.skip_pull(session_id)
                 self.counts.pull_failed += 1
             elif isinstance(outcome, UpstreamError):
                 self.counts.pull_failed += 1
             else:
-                prepared = pull_input(outcome, store_sensitive=self.settings.cache.store_sensitive)
+                prepared = pull_input(
+                    outcome, store_sensitive=self.settings.cache.store_sensitive
+                )
                 self.store.save_pull(prepared, sync_id=self.sync_id)
                 self.counts.pulled += 1
 
@@ -258,17 +306,22 @@ class _SyncRun:
         if not total:
             return
         workers = self.settings.sync.pull_concurrency
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"vx-{phase}")
+        executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"vx-{phase}"
+        )
         try:
             futures: dict[Future[T], str] = {
-                executor.submit(call, session_id): session_id for session_id in session_ids
+                executor.submit(call, session_id): session_id
+                for session_id in session_ids
             }
             for done, future in enumerate(as_completed(futures), start=1):
                 session_id = futures[future]
                 try:
                     yield session_id, future.result()
                 except UpstreamError as exc:
-                    logger.warning("%s failed session=%s error=%s", phase, session_id, exc)
+                    logger.warning(
+                        "%s failed session=%s error=%s", phase, session_id, exc
+                    )
                     yield session_id, exc
                 if self.progress is not None:
                     self.progress(phase, done, total)
@@ -281,7 +334,9 @@ def _first_of_each(records: list[SessionRecord]) -> list[SessionRecord]:
     unique = []
     for record in records:
         if record.session_id in seen:
-            logger.warning("duplicate session in list session=%s; first kept", record.session_id)
+            logger.warning(
+                "duplicate session in list session=%s; first kept", record.session_id
+            )
             continue
         seen.add(record.session_id)
         unique.append(record)
@@ -293,20 +348,11 @@ def _diff(
     index: dict[str, IndexEntry],
     stale: dict[str, datetime],
     listed_at: datetime,
-    *,
-    moved: set[str] | frozenset[str] = frozenset(),
 ) -> ListingChanges:
-    """
-    Return what the list changes, leaving alone what changed after it was requested.
-
-    ``moved`` holds sessions written outside this sync while the list was in
-    flight (a write refreshed at once): their cached row is newer than the list.
-    """
+    """Return what the list changes, leaving alone what a later write changed."""
     changes = ListingChanges()
     for record in records:
         entry = index.get(record.session_id)
-        if record.session_id in moved:
-            continue
         if entry is None:
             changes.new.append(record)
             continue
@@ -320,11 +366,15 @@ def _diff(
         if entry.presence != "listed":
             changes.relisted.append(record.session_id)
         if record.fingerprint != entry.fingerprint:
-            changes.changed.append(ChangedSession(record, entry.version + 1, wants_pull=False))
+            changes.changed.append(
+                ChangedSession(record, entry.version + 1, wants_pull=False)
+            )
     return changes
 
 
-def _change_of(record: SessionRecord, entry: IndexEntry | None) -> ChangedSession | None:
+def _change_of(
+    record: SessionRecord, entry: IndexEntry | None
+) -> ChangedSession | None:
     if entry is None or record.fingerprint == entry.fingerprint:
         return None
     return ChangedSession(record, entry.version + 1, wants_pull=False)
@@ -358,19 +408,25 @@ def refresh_session(store: Store, client: NodeClient, session_id: str) -> bool:
     try:
         record = client.show_session(session_id)
     except SessionNotFoundError:
-        store.apply_observations(sync_id=None, observed_at=fetched_at, aged_out=[],
-                                 gone=[session_id])
+        store.apply_observations(
+            sync_id=None, observed_at=fetched_at, aged_out=[], gone=[session_id]
+        )
         raise
     entry = store.session_index_of(session_id)
     if entry is None:
         # Known to the node but never listed: mirror it as an aged-out session.
-        store.apply_listing(ListingChanges(new=[record]), sync_id=None, observed_at=fetched_at)
-        store.apply_observations(sync_id=None, observed_at=fetched_at,
-                                 aged_out=[(record, None)], gone=[])
+        store.apply_listing(
+            ListingChanges(new=[record]), sync_id=None, observed_at=fetched_at
+        )
+        store.apply_observations(
+            sync_id=None, observed_at=fetched_at, aged_out=[(record, None)], gone=[]
+        )
         return True
     change = _change_of(record, entry)
     if change is not None:
         basis = store.pull_basis([session_id]).get(session_id)
         change = _with_pull_flag(change, basis)
 
-    return store.apply_refresh(record, change, fetched_at=fetched_at, observed_at=utc_now())
+    return store.apply_refresh(
+        record, change, fetched_at=fetched_at, observed_at=utc_now()
+    )

@@ -32,6 +32,7 @@ from vxcache.config import Settings
 from vxcache.errors import (
     ConfigError,
     RateLimitedError,
+    RecordNotFoundError,
     SessionNotFoundError,
     StoreError,
     UpstreamError,
@@ -261,9 +262,12 @@ def _read_status(store: Store, client: NodeClient, session_id: str) -> str:
     refresh_session(store, client, session_id)
     session = store.session(session_id)
     if session is None:
-        # refresh_session stores every session the node shows; this is a race
-        # with something deleting the cache row, so read the node's word again.
-        return client.show_session(session_id).status
+        # refresh_session stores every session the node shows, so only a cache
+        # replaced underneath us gets here.
+        raise RecordNotFoundError(
+            f"session {session_id} vanished from the cache {store.db_path} while "
+            "waiting; run `vxcache sync`"
+        )
     return session.status
 
 

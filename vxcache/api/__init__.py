@@ -97,8 +97,10 @@ def _lifespan(
                 context.settings, blocking=False, after_sync=context.after_sync
             )
             scheduler.start()
-            logger.info("scheduler started interval=%s",
-                        format_duration(context.settings.sync.interval))
+            logger.info(
+                "scheduler started interval=%s",
+                format_duration(context.settings.sync.interval),
+            )
         try:
             yield
         finally:

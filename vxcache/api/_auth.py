@@ -82,4 +82,3 @@ class BearerAuth:
                 return False
             return hmac.compare_digest(credentials.strip(), self._token)
         return False
-

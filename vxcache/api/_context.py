@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from filelock import Timeout
@@ -13,11 +14,15 @@ from filelock import Timeout
 from vxcache._time import utc_now
 from vxcache.config import Settings
 from vxcache.errors import CacheBusyError, UpstreamUnavailableError
+from vxcache.query import refresh_replica
 from vxcache.schedule import sync_once
 from vxcache.store import Store
+from vxcache.store._reads import Freshness
 from vxcache.sync import SyncSummary, sync_lock
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ApiContext:
@@ -27,8 +32,10 @@ class ApiContext:
         self.settings = settings
         self.store = Store.open(settings)
         self._sync_guard = threading.Lock()
-        self._contact_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._contact: tuple[datetime, bool] | None = None
+        self._found: tuple[int, Freshness] | None = None
+        self._memos: dict[Hashable, tuple[int, Any]] = {}
 
     def is_authorized(self, request: Request) -> bool:
         """Return whether the caller passed the token check (always, without a token)."""
@@ -40,17 +47,42 @@ class ApiContext:
         """Release the store."""
         self.store.close()
 
+    # -- answers that change only when the cache does ---------------------------
+
+    def memo(self, key: Hashable, seq: int, build: Callable[[], T]) -> T:
+        """
+        Return what ``build`` made at change ``seq`` of the cache, building it once.
+
+        Every write to the cache bumps its change counter (``store.change_seq``),
+        so an answer built at one value stays right until the next; one answer
+        per key is kept.
+        """
+        with self._lock:
+            kept = self._memos.get(key)
+        if kept is not None and kept[0] == seq:
+            return kept[1]  # type: ignore[no-any-return]
+        value = build()
+        with self._lock:
+            self._memos[key] = (seq, value)
+        return value
+
     # -- freshness ---------------------------------------------------------------
 
-    def freshness(self) -> dict[str, Any]:
-        """Return when the cache last mirrored the node, how long ago, and if it answered."""
-        found = self.store.freshness()
+    def freshness(self, *, seq: int | None = None) -> dict[str, Any]:
+        """
+        Return when the cache last mirrored the node, how long ago, and if it answered.
+
+        ``seq`` is the cache's change counter when the caller read it already.
+        """
+        if seq is None:
+            seq = self.store.change_seq()
+        found = self.memo("freshness", seq, self.store.freshness)
         synced_at = found.last_success_at
         age = None if synced_at is None else (utc_now() - synced_at).total_seconds()
         reachable: bool | None = None
         if found.last_attempt_at is not None:
             reachable = found.last_attempt_outcome != "failed"
-        with self._contact_lock:
+        with self._lock:
             contact = self._contact
         if contact is not None and (
             found.last_attempt_at is None or contact[0] >= found.last_attempt_at
@@ -73,7 +105,7 @@ class ApiContext:
 
     def note_contact(self, *, reachable: bool) -> None:
         """Remember whether the node answered a call made outside a sync (a write)."""
-        with self._contact_lock:
+        with self._lock:
             self._contact = (utc_now(), reachable)
 
     # -- syncs -------------------------------------------------------------------
@@ -93,7 +125,9 @@ class ApiContext:
             CacheBusyError: a sync is running already.
         """
         if self.settings.offline:
-            raise UpstreamUnavailableError("a sync needs the node, and serve runs with --offline")
+            raise UpstreamUnavailableError(
+                "a sync needs the node, and serve runs with --offline"
+            )
         if not self._sync_guard.acquire(blocking=False):
             raise CacheBusyError(
                 "a sync started through the API is still running; "
@@ -125,8 +159,6 @@ class ApiContext:
 
     def after_sync(self, summary: SyncSummary) -> None:
         """Bring the query replica up to the cache after a sync."""
-        from vxcache.query import refresh_replica
-
         try:
             refresh_replica(self.settings.cache.db_path)
         except Exception:  # a stale replica refreshes on the next query; keep serving

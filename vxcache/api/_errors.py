@@ -13,6 +13,7 @@ added once the caller has passed the token check.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -42,16 +43,24 @@ def error_body(
 
 
 def error_response(
-    status: int, body: dict[str, Any], *, headers: dict[str, str] | None = None
+    status: int, body: dict[str, Any], *, headers: Mapping[str, str] | None = None
 ) -> Response:
     """Render a failure envelope."""
     return Response(
-        render_json(body), status_code=status, headers=headers, media_type="application/json"
+        render_json(body),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
     )
 
 
-async def handle_error(request: Request, exc: Exception) -> Response:
-    """Answer any failure of a request with the error envelope and its status."""
+def handle_error(request: Request, exc: Exception) -> Response:
+    """
+    Answer any failure of a request with the error envelope and its status.
+
+    A plain function on purpose: Starlette runs it in the thread pool, so the
+    freshness read never blocks the event loop.
+    """
     status, body, headers = describe_error(request, exc)
     context = getattr(request.app.state, "vxcache", None)
     if context is not None and context.is_authorized(request):
@@ -62,22 +71,38 @@ async def handle_error(request: Request, exc: Exception) -> Response:
 
 def describe_error(
     request: Request, exc: Exception
-) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+) -> tuple[int, dict[str, Any], Mapping[str, str] | None]:
     """Return the status, envelope and extra headers for one failure."""
     if isinstance(exc, VxcacheError):
         if exc.http_status >= 500:
-            logger.warning("request failed path=%s error=%s: %s",
-                           request.url.path, type(exc).__name__, exc)
+            logger.warning(
+                "request failed path=%s error=%s: %s",
+                request.url.path,
+                type(exc).__name__,
+                exc,
+            )
         return exc.http_status, error_body(type(exc).__name__, str(exc)), None
     if isinstance(exc, RequestValidationError):
         return 422, _validation_body(exc), None
     if isinstance(exc, HTTPException):
-        message = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+        message = (
+            exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+        )
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no route {request.method} {request.url.path}; /docs lists the routes"
-        return exc.status_code, error_body(_type_of(exc.status_code), message), exc.headers
-    logger.error("request crashed method=%s path=%s", request.method, request.url.path,
-                 exc_info=exc)
+            message = (
+                f"no route {request.method} {request.url.path}; /docs lists the routes"
+            )
+        return (
+            exc.status_code,
+            error_body(_type_of(exc.status_code), message),
+            exc.headers,
+        )
+    logger.error(
+        "request crashed method=%s path=%s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
     body = error_body("InternalError", "internal error; the server log has the details")
 
     return 500, body, None
@@ -95,8 +120,9 @@ def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
     noun = "problem" if len(details) == 1 else "problems"
     listed = "; ".join(f"{d['location']}: {d['message']}" for d in details)
 
-    return error_body("ValidationError", f"{len(details)} {noun} in the request: {listed}",
-                      details)
+    return error_body(
+        "ValidationError", f"{len(details)} {noun} in the request: {listed}", details
+    )
 
 
 def _phrase(status: int) -> str:

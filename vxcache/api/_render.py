@@ -34,7 +34,9 @@ def render_json(content: Any) -> bytes:
     except orjson.JSONEncodeError:
         # orjson refuses integers past 64 bits (DuckDB's HUGEINT); only then is
         # the content walked, turning those into strings.
-        return orjson.dumps(_wide_ints_as_text(content), default=plain_value, option=_OPTIONS)
+        return orjson.dumps(
+            _wide_ints_as_text(content), default=plain_value, option=_OPTIONS
+        )
 
 
 def _wide_ints_as_text(value: Any) -> Any:
@@ -58,14 +60,18 @@ def envelope(
 ) -> Response:
     """Answer success: ``{"ok": true, "data": ..., "freshness": ...}``."""
     body = render_json({"ok": True, "data": data, "freshness": freshness})
-    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
+    return Response(
+        body, status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def freshness_headers(freshness: dict[str, Any]) -> dict[str, str]:
     """Return freshness as response headers, for answers whose body has a fixed shape."""
     reachable = freshness["node_reachable"]
     headers = {
-        "X-Vxcache-Node-Reachable": "unknown" if reachable is None else str(reachable).lower()
+        "X-Vxcache-Node-Reachable": "unknown"
+        if reachable is None
+        else str(reachable).lower()
     }
     synced_at = freshness["synced_at"]
     if synced_at is not None:

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from vxcache.api._context import Context
+from vxcache.api._context import ApiContext, Context
 from vxcache.api._render import freshness_headers, render_json
 from vxcache.models import Session
 from vxcache.records import SessionRecord
@@ -36,6 +36,11 @@ def node_record(session: Session) -> dict[str, Any]:
     return record.as_wire()
 
 
+def _render_list(context: ApiContext) -> bytes:
+    sessions = context.store.recent_sessions(_MAX_LISTED)
+    return render_json([node_record(session) for session in sessions])
+
+
 @router.get(
     "/api/v3/sessions/list",
     summary="The node's list, from the cache",
@@ -47,10 +52,11 @@ def list_sessions_as_node(context: Context) -> Response:
 
     The body keeps the node's shape, so freshness travels in the headers
     ``X-Vxcache-Synced-At``, ``X-Vxcache-Age-Seconds`` and
-    ``X-Vxcache-Node-Reachable``.
+    ``X-Vxcache-Node-Reachable``. The rendered body is kept until the cache
+    changes: node clients poll this route, and it is the one that must stay fast.
     """
-    sessions = context.store.recent_sessions(_MAX_LISTED)
-    body = render_json([node_record(session) for session in sessions])
-    headers = freshness_headers(context.freshness())
+    seq = context.store.change_seq()
+    body = context.memo("node-list", seq, lambda: _render_list(context))
+    headers = freshness_headers(context.freshness(seq=seq))
 
     return Response(body, headers=headers, media_type="application/json")

@@ -6,9 +6,9 @@ import csv
 import dataclasses
 import io
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
@@ -30,10 +30,11 @@ _CSV_CHUNK_ROWS = 1_000
 _QUERY_OPTIONS = frozenset({"sql", "format"})
 _REPORT_OPTIONS = frozenset({"format"})
 
-SqlParams = dict[str, Any] | list[Any]
+#: Parameter values are scalars; DuckDB casts them where the SQL says so.
+SqlParams = dict[str, str | int | float | bool | None]
 
 
-class ResultFormat(str, Enum):
+class ResultFormat(StrEnum):
     """How a result is answered."""
 
     json = "json"
@@ -48,13 +49,15 @@ class QueryRequest(BaseModel):
     sql: str = Field(min_length=1, description="One read-only DuckDB statement.")
     params: SqlParams | None = Field(
         default=None,
-        description="Named parameters ($name) as an object, or positional ones as an array.",
+        description='Named parameters: {"status": "failed"} for $status in the SQL.',
     )
 
 
 FormatOption = Annotated[
     ResultFormat,
-    Query(alias="format", description="json (default) or csv, streamed for large results."),
+    Query(
+        alias="format", description="json (default) or csv, streamed for large results."
+    ),
 ]
 
 
@@ -73,7 +76,9 @@ def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return format_timestamp(value)
+        # Naive values (DuckDB TIMESTAMP) are UTC, as in the JSON answers.
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return format_timestamp(aware)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, bool | int | float | str):
@@ -91,7 +96,8 @@ def _csv_chunks(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Iterat
     writer.writerow(columns)
     for start in range(0, len(rows), _CSV_CHUNK_ROWS):
         writer.writerows(
-            [_csv_cell(value) for value in row] for row in rows[start : start + _CSV_CHUNK_ROWS]
+            [_csv_cell(value) for value in row]
+            for row in rows[start : start + _CSV_CHUNK_ROWS]
         )
         yield buffer.getvalue()
         buffer.seek(0)
@@ -118,20 +124,24 @@ def _answer(context: ApiContext, result: QueryResult, fmt: ResultFormat) -> Resp
 
 
 def _extra_params(request: Request, options: frozenset[str]) -> dict[str, str]:
-    return {key: value for key, value in request.query_params.items() if key not in options}
+    return {
+        key: value for key, value in request.query_params.items() if key not in options
+    }
 
 
-def _query(context: ApiContext, sql: str, params: SqlParams | None) -> QueryResult:
-    return run_query(
-        context.settings, sql, params=params, row_cap=context.settings.query.row_cap
-    )
+def _query(
+    context: ApiContext, sql: str, params: Mapping[str, Any] | None
+) -> QueryResult:
+    return run_query(context.settings, sql, params=params)
 
 
 @router.get("/v1/query", summary="Run read-only SQL over the cache")
 def query_get(
     context: Context,
     request: Request,
-    sql: Annotated[str, Query(min_length=1, description="One read-only DuckDB statement.")],
+    sql: Annotated[
+        str, Query(min_length=1, description="One read-only DuckDB statement.")
+    ],
     fmt: FormatOption = ResultFormat.json,
 ) -> Response:
     """
@@ -154,18 +164,10 @@ def query_post(
     return _answer(context, result, fmt)
 
 
-def _report_data(report: Any) -> Any:
-    if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        return dataclasses.asdict(report)
-    if isinstance(report, Mapping):
-        return dict(report)
-    return report
-
-
 @router.get("/v1/reports", summary="The report library")
 def reports(context: Context) -> Response:
     """List the built-in and configured reports with their parameters."""
-    found = [_report_data(report) for report in list_reports(context.settings)]
+    found = [dataclasses.asdict(report) for report in list_reports(context.settings)]
     return envelope(found, context.freshness())
 
 

@@ -75,16 +75,31 @@ def list_sessions(
     host: Annotated[str | None, Query(description="Only this hostname.")] = None,
     user: Annotated[str | None, Query(description="Only this username.")] = None,
     script: Annotated[str | None, Query(description="Only this script.")] = None,
-    since: Annotated[Timestamp, Query(description="Started at or after (ISO-8601).")] = None,
+    since: Annotated[
+        Timestamp, Query(description="Started at or after (ISO-8601).")
+    ] = None,
     until: Annotated[Timestamp, Query(description="Started before (ISO-8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
     """Return cached sessions matching the filters of ``vxcache sessions list``."""
-    where = SessionFilter(status=status, hostname=host, username=user, script=script,
-                          since=since, until=until, limit=limit, offset=offset)
+    where = SessionFilter(
+        status=status,
+        hostname=host,
+        username=user,
+        script=script,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
     sessions = [session_data(session) for session in context.store.list_sessions(where)]
-    page = {"sessions": sessions, "count": len(sessions), "limit": limit, "offset": offset}
+    page = {
+        "sessions": sessions,
+        "count": len(sessions),
+        "limit": limit,
+        "offset": offset,
+    }
 
     return envelope(page, context.freshness())
 
@@ -121,7 +136,9 @@ def list_artifacts(context: Context, session_id: str) -> Response:
 )
 def get_artifact(context: Context, session_id: str, name: str) -> Response:
     """Return an artifact's raw content; ``name`` may contain slashes."""
-    found = {artifact.name: artifact for artifact in context.store.artifacts(session_id)}
+    found = {
+        artifact.name: artifact for artifact in context.store.artifacts(session_id)
+    }
     artifact = found.get(name)
     if artifact is None:
         _known_session(context, session_id)
@@ -131,7 +148,9 @@ def get_artifact(context: Context, session_id: str, name: str) -> Response:
         )
     content = context.store.blob(artifact.sha256)
     if content is None:
-        raise RecordNotFoundError(f"the content of artifact {name!r} is missing from the cache")
+        raise RecordNotFoundError(
+            f"the content of artifact {name!r} is missing from the cache"
+        )
     media_type = artifact.content_type or "application/octet-stream"
     if not _SAFE_CONTENT_TYPE.match(media_type):
         media_type = "application/octet-stream"

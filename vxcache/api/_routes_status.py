@@ -30,7 +30,9 @@ def healthz() -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/v1/status", summary="Last sync, its age, counts and whether the node answered")
+@router.get(
+    "/v1/status", summary="Last sync, its age, counts and whether the node answered"
+)
 def status(context: Context) -> Response:
     """Return what ``vxcache status`` shows, from the cache (the node is not called)."""
     found = context.store.freshness()

@@ -64,7 +64,9 @@ def _answer(context: ApiContext, result: WriteResult) -> Response:
 
 
 @router.post(
-    "/{session_id}/apply", summary="Apply a session's saved plan", responses=_WRITE_RESPONSES
+    "/{session_id}/apply",
+    summary="Apply a session's saved plan",
+    responses=_WRITE_RESPONSES,
 )
 def apply(context: Context, session_id: str) -> Response:
     """Send the apply once, audit it, and refresh the session (see ``vxcache apply``)."""
@@ -86,6 +88,7 @@ def delete(
     """Send the delete once (``force`` passes the node's confirmation), audit it, refresh."""
     force = options.force if options is not None else False
     with _node_client(context) as client:
-        result = delete_session(context.store, client, context.settings, session_id,
-                                force=force)
+        result = delete_session(
+            context.store, client, context.settings, session_id, force=force
+        )
     return _answer(context, result)

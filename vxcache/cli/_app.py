@@ -15,7 +15,7 @@ import click
 
 from vxcache._time import utc_now
 from vxcache._units import format_duration
-from vxcache.cli._output import READ_FORMATS
+from vxcache.cli._output import FORMATS
 from vxcache.config import Settings, load_settings
 from vxcache.errors import UpstreamUnavailableError, VxcacheError
 from vxcache.log import configure_logging
@@ -62,13 +62,17 @@ class App:
         if not self.quiet:
             click.echo(message, err=True)
 
-    def note_freshness(self, store: Store, *, refresh_failed: str | None = None) -> None:
+    def note_freshness(
+        self, store: Store, *, refresh_failed: str | None = None
+    ) -> None:
         """Print the one staleness line every read ends with."""
         freshness = store.freshness()
         if freshness.last_success_at is None:
             line = "cache never synced"
         else:
-            age = format_duration((utc_now() - freshness.last_success_at).total_seconds())
+            age = format_duration(
+                (utc_now() - freshness.last_success_at).total_seconds()
+            )
             line = f"cached {age} ago"
         if refresh_failed:
             line += f"; node unreachable ({refresh_failed})"
@@ -81,7 +85,9 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 
 
 def _setter(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    def store_option(context: click.Context, _param: click.Parameter, value: Any) -> None:
+    def store_option(
+        context: click.Context, _param: click.Parameter, value: Any
+    ) -> None:
         if value is None or value is False or value == 0 or value == ():
             return
         setattr(context.ensure_object(App), attribute, value)
@@ -92,24 +98,61 @@ def _setter(attribute: str) -> Callable[[click.Context, click.Parameter, Any], N
 def common_options(command: F) -> F:
     """Add the options every command takes; they work before or after the command name."""
     options = [
-        click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-                     expose_value=False, callback=_setter("config_path"),
-                     help="Config file (default: VXCACHE_CONFIG or the user config folder)."),
-        click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-                     expose_value=False, callback=_setter("db_path"),
-                     help="Cache file (overrides cache.path and VXCACHE_DB)."),
-        click.option("--node", type=str, expose_value=False, callback=_setter("node_url"),
-                     help="Node URL (overrides node.url and VXCACHE_NODE_URL)."),
-        click.option("--offline", is_flag=True, default=False, expose_value=False,
-                     callback=_setter("offline"), help="Never touch the network."),
-        click.option("--format", "fmt", type=click.Choice(READ_FORMATS), default=None,
-                     expose_value=False, callback=_setter("fmt"),
-                     help="Output format for data on stdout (default: table)."),
-        click.option("-q", "--quiet", is_flag=True, default=False, expose_value=False,
-                     callback=_setter("quiet"), help="No notes on stderr."),
-        click.option("-v", "--verbose", count=True, expose_value=False,
-                     callback=_setter("verbosity"),
-                     help="More logging on stderr (-v info, -vv debug, tracebacks)."),
+        click.option(
+            "--config",
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=_setter("config_path"),
+            help="Config file (default: VXCACHE_CONFIG or the user config folder).",
+        ),
+        click.option(
+            "--db",
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=_setter("db_path"),
+            help="Cache file (overrides cache.path and VXCACHE_DB).",
+        ),
+        click.option(
+            "--node",
+            type=str,
+            expose_value=False,
+            callback=_setter("node_url"),
+            help="Node URL (overrides node.url and VXCACHE_NODE_URL).",
+        ),
+        click.option(
+            "--offline",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_setter("offline"),
+            help="Never touch the network.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMATS),
+            default=None,
+            expose_value=False,
+            callback=_setter("fmt"),
+            help="Output format for data on stdout (default: table).",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_setter("quiet"),
+            help="No notes on stderr.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            expose_value=False,
+            callback=_setter("verbosity"),
+            help="More logging on stderr (-v info, -vv debug, tracebacks).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -120,15 +163,20 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> int:
     """Run the command line; turn every failure into one line on stderr and an exit code."""
     app = App()
     try:
-        with group.make_context("vxcache", list(sys.argv[1:] if args is None else args),
-                                obj=app) as context:
+        with group.make_context(
+            "vxcache", list(sys.argv[1:] if args is None else args), obj=app
+        ) as context:
             configure_logging(app.verbosity)
             group.invoke(context)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
-        return 2 if isinstance(exc, click.UsageError | click.BadParameter) else exc.exit_code
+        return (
+            2
+            if isinstance(exc, click.UsageError | click.BadParameter)
+            else exc.exit_code
+        )
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
@@ -157,7 +205,9 @@ def needs_node(app: App, action: str) -> None:
         raise UpstreamUnavailableError(f"{action} needs the node, and --offline is set")
 
 
-def command_with_options(group: click.Group, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+def command_with_options(
+    group: click.Group, name: str | None = None, **kwargs: Any
+) -> Callable[[F], F]:
     """Register a command on ``group`` with the common options."""
 
     def register(function: F) -> F:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from vxcache._time import utc_now
 from vxcache._units import format_duration, parse_duration
@@ -44,10 +44,14 @@ def init(app: App, force: bool) -> None:
     app.config_path = path
     with app.open_store() as store:
         app.note(f"wrote {path}\ncache at {store.db_path} (schema {store.revision()})")
-        app.note("set the node token in VXCACHE_TOKEN (or node.token), then run `vxcache sync`")
+        app.note(
+            "set the node token in VXCACHE_TOKEN (or node.token), then run `vxcache sync`"
+        )
 
 
-def _parse_every(_context: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+def _parse_every(
+    _context: click.Context, _param: click.Parameter, value: str | None
+) -> float | None:
     if value is None:
         return None
     try:
@@ -57,9 +61,15 @@ def _parse_every(_context: click.Context, _param: click.Parameter, value: str | 
 
 
 @command_with_options(cli)
-@click.option("--no-pull", is_flag=True, help="Mirror the list only; pull no artifacts.")
-@click.option("--every", callback=_parse_every, metavar="DURATION",
-              help="Keep syncing at this interval (e.g. 5m) until interrupted.")
+@click.option(
+    "--no-pull", is_flag=True, help="Mirror the list only; pull no artifacts."
+)
+@click.option(
+    "--every",
+    callback=_parse_every,
+    metavar="DURATION",
+    help="Keep syncing at this interval (e.g. 5m) until interrupted.",
+)
 @pass_app
 def sync(app: App, no_pull: bool, every: float | None) -> None:
     """
@@ -70,15 +80,24 @@ def sync(app: App, no_pull: bool, every: float | None) -> None:
     needs_node(app, "sync")
     settings = app.settings
     if every is not None:
-        scheduler = build_scheduler(settings, blocking=True, interval_seconds=every,
-                                    after_sync=lambda summary: _after_sync(app, summary))
+        scheduler = build_scheduler(
+            settings,
+            blocking=True,
+            interval_seconds=every,
+            after_sync=lambda summary: _after_sync(app, summary),
+        )
         stop_on_signals(scheduler)
         app.note(f"syncing every {format_duration(every)}; Ctrl-C stops")
         scheduler.start()
         return
-    with app.open_store() as store, NodeClient(settings.node) as client, _progress(app) as hook:
-        summary = run_sync(store, client, settings, pull=False if no_pull else None,
-                           progress=hook)
+    with (
+        app.open_store() as store,
+        NodeClient(settings.node) as client,
+        _progress(app) as hook,
+    ):
+        summary = run_sync(
+            store, client, settings, pull=False if no_pull else None, progress=hook
+        )
     _after_sync(app, summary)
 
 
@@ -93,9 +112,13 @@ class _progress:
 
     def __init__(self, app: App) -> None:
         self.enabled = sys.stderr.isatty() and not app.quiet
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), transient=True)
-        self.tasks: dict[str, int] = {}
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            transient=True,
+        )
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _progress | None:
         if not self.enabled:
@@ -167,7 +190,9 @@ def db_current(app: App) -> None:
     """
     from vxcache.store import Store
 
-    store = Store(app.settings.cache.db_path, busy_timeout_seconds=app.settings.cache.busy_timeout)
+    store = Store(
+        app.settings.cache.db_path, busy_timeout_seconds=app.settings.cache.busy_timeout
+    )
     with store:
         click.echo(store.revision() or "none")
 
@@ -175,16 +200,43 @@ def db_current(app: App) -> None:
 @command_with_options(cli)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8700, show_default=True, type=int, help="Port to bind.")
-@click.option("--sessions", "session_count", default=2000, show_default=True, type=int,
-              help="Sessions to seed.")
-@click.option("--window", default=200, show_default=True, type=int,
-              help="How many recent sessions the list shows.")
-@click.option("--seed", default=1, show_default=True, type=int, help="Seed for repeatable data.")
-@click.option("--token", default=None, help="Bearer token to require (default: printed).")
-@click.option("--rate", default=0.0, show_default=True, type=float,
-              help="New sessions per minute.")
-def devnode(host: str, port: int, session_count: int, window: int, seed: int,
-            token: str | None, rate: float) -> None:
+@click.option(
+    "--sessions",
+    "session_count",
+    default=2000,
+    show_default=True,
+    type=int,
+    help="Sessions to seed.",
+)
+@click.option(
+    "--window",
+    default=200,
+    show_default=True,
+    type=int,
+    help="How many recent sessions the list shows.",
+)
+@click.option(
+    "--seed", default=1, show_default=True, type=int, help="Seed for repeatable data."
+)
+@click.option(
+    "--token", default=None, help="Bearer token to require (default: printed)."
+)
+@click.option(
+    "--rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="New sessions per minute.",
+)
+def devnode(
+    host: str,
+    port: int,
+    session_count: int,
+    window: int,
+    seed: int,
+    token: str | None,
+    rate: float,
+) -> None:
     """
     Serve a seeded stand-in for the node, for demos and tests.
 
@@ -192,9 +244,9 @@ def devnode(host: str, port: int, session_count: int, window: int, seed: int,
     """
     from vxcache.devnode import DevnodeConfig, serve
 
-    config = DevnodeConfig(sessions=session_count, window=window, seed=seed,
-                           rate_per_minute=rate)
+    config = DevnodeConfig(
+        sessions=session_count, window=window, seed=seed, rate_per_minute=rate
+    )
     if token:
         config.token = token
     serve(config, host=host, port=port)
-

@@ -15,8 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from vxcache._time import format_timestamp
+from vxcache.errors import UsageError
 
 READ_FORMATS = ("table", "json", "jsonl", "csv", "markdown")
+#: What --format accepts: the read formats, and parquet where a file is written.
+FORMATS = (*READ_FORMATS, "parquet")
 # Timestamps go through _plain so they print in UTC with a Z, as interface.md says.
 _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME
 
@@ -55,11 +58,16 @@ def render_rows(
     """Return rows in one of the read formats, ready for stdout."""
     if fmt == "json":
         objects = [dict(zip(columns, row, strict=True)) for row in rows]
-        return orjson.dumps(objects, default=_json_default, option=_JSON_OPTIONS).decode()
+        return orjson.dumps(
+            objects, default=_json_default, option=_JSON_OPTIONS
+        ).decode()
     if fmt == "jsonl":
         return "".join(
-            orjson.dumps(dict(zip(columns, row, strict=True)), default=_json_default,
-                         option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+            orjson.dumps(
+                dict(zip(columns, row, strict=True)),
+                default=_json_default,
+                option=orjson.OPT_PASSTHROUGH_DATETIME,
+            ).decode()
             + "\n"
             for row in rows
         ).rstrip("\n")
@@ -72,9 +80,13 @@ def render_rows(
     if fmt == "markdown":
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for row in rows:
-            cells = (_text(value).replace("|", "\\|").replace("\n", " ") for value in row)
+            cells = (
+                _text(value).replace("|", "\\|").replace("\n", " ") for value in row
+            )
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
+    if fmt == "parquet":
+        raise UsageError("parquet output needs a file: use -o FILE.parquet")
     return _render_table(columns, rows)
 
 
@@ -88,7 +100,9 @@ def _render_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return str(output).rstrip("\n")
 
 
-def print_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, fmt: str) -> None:
+def print_rows(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, fmt: str
+) -> None:
     """Print rows on stdout."""
     text = render_rows(columns, rows, fmt=fmt)
     if text:
@@ -99,10 +113,13 @@ def print_record(record: dict[str, Any], *, fmt: str) -> None:
     """Print one record: key/value lines as a table, or one object in JSON."""
     if fmt == "json":
         sys.stdout.write(
-            orjson.dumps(record, default=_json_default, option=_JSON_OPTIONS).decode() + "\n"
+            orjson.dumps(record, default=_json_default, option=_JSON_OPTIONS).decode()
+            + "\n"
         )
         return
     if fmt in ("jsonl", "csv", "markdown"):
         print_rows(list(record), [list(record.values())], fmt=fmt)
         return
-    print_rows(["field", "value"], [(key, value) for key, value in record.items()], fmt=fmt)
+    print_rows(
+        ["field", "value"], [(key, value) for key, value in record.items()], fmt=fmt
+    )

@@ -14,9 +14,15 @@ logger = logging.getLogger(__name__)
 
 
 @command_with_options(cli)
-@click.option("--host", default=None, help="Address to bind (default: api.host, 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Port to bind (default: api.port, 8765).")
+@click.option(
+    "--host", default=None, help="Address to bind (default: api.host, 127.0.0.1)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to bind (default: api.port, 8765).",
+)
 @pass_app
 def serve(app: App, host: str | None, port: int | None) -> None:
     """
@@ -51,5 +57,13 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     )
     # log_config=None: uvicorn's loggers go through vxcache's handler. Its access
     # log is off because it prints query strings, which may carry SQL.
-    uvicorn.run(api, host=bind_host, port=bind_port, workers=1, log_config=None,
-                access_log=False, server_header=False, lifespan="on")
+    uvicorn.run(
+        api,
+        host=bind_host,
+        port=bind_port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )

@@ -20,11 +20,22 @@ from vxcache.models import Session
 from vxcache.store._reads import SessionFilter
 from vxcache.sync import refresh_session
 
-LIST_COLUMNS = ("session_id", "status", "hostname", "username", "script", "started_at",
-                "ended_at", "presence", "stale")
+LIST_COLUMNS = (
+    "session_id",
+    "status",
+    "hostname",
+    "username",
+    "script",
+    "started_at",
+    "ended_at",
+    "presence",
+    "stale",
+)
 
 
-def _timestamp(_context: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+def _timestamp(
+    _context: click.Context, _param: click.Parameter, value: str | None
+) -> datetime | None:
     if value is None:
         return None
     try:
@@ -48,19 +59,35 @@ def session_record(session: Session) -> dict[str, Any]:
 @click.option("--until", callback=_timestamp, help="Started before (ISO-8601).")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @pass_app
-def sessions_list(app: App, status: str | None, hostname: str | None,
-                  username: str | None, script: str | None, since: datetime | None,
-                  until: datetime | None, limit: int) -> None:
+def sessions_list(
+    app: App,
+    status: str | None,
+    hostname: str | None,
+    username: str | None,
+    script: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> None:
     """
     List cached sessions, newest first; works offline.
 
     Example: vxcache sessions list --status failed --since 2026-11-01
     """
-    where = SessionFilter(status=status, hostname=hostname, username=username,
-                          script=script, since=since, until=until, limit=limit)
+    where = SessionFilter(
+        status=status,
+        hostname=hostname,
+        username=username,
+        script=script,
+        since=since,
+        until=until,
+        limit=limit,
+    )
     with app.open_store() as store:
         found = store.list_sessions(where)
-        rows = [[getattr(session, column) for column in LIST_COLUMNS] for session in found]
+        rows = [
+            [getattr(session, column) for column in LIST_COLUMNS] for session in found
+        ]
         print_rows(LIST_COLUMNS, rows, fmt=app.fmt)
         app.note_freshness(store)
 
@@ -87,8 +114,10 @@ def sessions_show(app: App, session_id: str, refresh: bool) -> None:
                 problem = str(exc)
         session = store.session(session_id)
         if session is None:
-            raise RecordNotFoundError(f"session {session_id} is not in the cache; "
-                                      "check the id or run `vxcache sync`")
+            raise RecordNotFoundError(
+                f"session {session_id} is not in the cache; "
+                "check the id or run `vxcache sync`"
+            )
         print_record(session_record(session), fmt=app.fmt)
         app.note_freshness(store, refresh_failed=problem)
 
@@ -106,9 +135,18 @@ def sessions_history(app: App, session_id: str) -> None:
         versions = store.history(session_id)
         if not versions:
             raise RecordNotFoundError(f"session {session_id} is not in the cache")
-        columns = ("version", "status", "ended_at", "valid_from", "valid_to", "sync_id",
-                   "observed_via")
-        print_rows(columns, [[getattr(v, c) for c in columns] for v in versions], fmt=app.fmt)
+        columns = (
+            "version",
+            "status",
+            "ended_at",
+            "valid_from",
+            "valid_to",
+            "sync_id",
+            "observed_via",
+        )
+        print_rows(
+            columns, [[getattr(v, c) for c in columns] for v in versions], fmt=app.fmt
+        )
         app.note_freshness(store)
 
 
@@ -124,15 +162,21 @@ def artifacts_list(app: App, session_id: str) -> None:
     with app.open_store() as store:
         found = store.artifacts(session_id)
         columns = ("name", "kind", "content_type", "size_bytes", "sha256", "pulled_at")
-        print_rows(columns, [[getattr(a, c) for c in columns] for a in found], fmt=app.fmt)
+        print_rows(
+            columns, [[getattr(a, c) for c in columns] for a in found], fmt=app.fmt
+        )
         app.note_freshness(store)
 
 
 @command_with_options(artifacts, name="get")
 @click.argument("session_id")
 @click.argument("name")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write to this file instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of stdout.",
+)
 @pass_app
 def artifacts_get(app: App, session_id: str, name: str, output: Path | None) -> None:
     """

@@ -16,17 +16,7 @@ from typing import Final
 
 from sqlalchemy import Boolean, Float, Integer, LargeBinary, Table
 
-from vxcache.models import (
-    Artifact,
-    Pull,
-    Session,
-    SessionVersion,
-    SyncRun,
-    TerraformResource,
-    TerraformState,
-    UTCDateTime,
-    Write,
-)
+from vxcache.models import Session, UTCDateTime
 
 #: Bumped whenever the views, macros or base-table layout below change, so an
 #: older replica is rebuilt even though the cache's schema revision is the same.
@@ -75,7 +65,10 @@ class TableSpec:
     def targets(self) -> tuple[str, ...]:
         """Return the qualified base tables this cache table is copied into."""
         if self.name == HISTORY:
-            return (f"{BASE_SCHEMA}.{HISTORY}_current", f"{BASE_SCHEMA}.{HISTORY}_closed")
+            return (
+                f"{BASE_SCHEMA}.{HISTORY}_current",
+                f"{BASE_SCHEMA}.{HISTORY}_closed",
+            )
         return (f"{BASE_SCHEMA}.{self.name}",)
 
 
@@ -88,22 +81,29 @@ def _duck_type(name: str, sql_type: object) -> str:
         return "BIGINT"
     if isinstance(sql_type, Float):
         return "DOUBLE"
-    if isinstance(sql_type, LargeBinary):
-        return "BLOB"
     return "JSON" if name in _JSON_COLUMNS else "VARCHAR"
 
 
 def _spec(table: Table) -> TableSpec:
-    columns = tuple(Column(c.name, _duck_type(c.name, c.type)) for c in table.columns)
+    # Binary columns (a session's fingerprint) are bookkeeping, not data to query.
+    columns = tuple(
+        Column(c.name, _duck_type(c.name, c.type))
+        for c in table.columns
+        if not isinstance(c.type, LargeBinary)
+    )
     key = tuple(column.name for column in table.primary_key.columns)
     return TableSpec(name=table.name, columns=columns, key=key)
 
 
 def table_specs() -> tuple[TableSpec, ...]:
     """Return every cache table the replica copies; blobs stay in SQLite."""
-    models = (Session, SessionVersion, Artifact, Pull, TerraformState,
-              TerraformResource, Write, SyncRun)  # fmt: skip
-    return tuple(_spec(model.__table__) for model in models)  # type: ignore[attr-defined]
+    tables = Session.metadata.tables
+    return tuple(_spec(tables[name]) for name in PUBLIC_RELATIONS)
+
+
+def quote_literal(text: str) -> str:
+    """Return ``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def base_table_ddl(spec: TableSpec) -> list[str]:
@@ -123,7 +123,9 @@ CREATE TABLE {BASE_SCHEMA}.replica_meta (
 """
 
 _B = BASE_SCHEMA
-_SESSION_FIELDS = "status, hostname, username, script, resource_id, started_at, ended_at"
+_SESSION_FIELDS = (
+    "status, hostname, username, script, resource_id, started_at, ended_at"
+)
 _DURATION = "(epoch_us(ended_at) - epoch_us(started_at)) / 1e6 AS duration_s"
 _HISTORY_SELECT = f"""
 SELECT session_id, version, {_SESSION_FIELDS}, {_DURATION}, extra,
@@ -134,7 +136,7 @@ FROM {_B}.{HISTORY}_"""
 # without doing what it was asked; `cancelled` is a deliberate stop, neither
 # a success nor a failure. A session is settled once it is no longer in
 # flight; failure rates are failures over settled sessions.
-_STATUS_MACROS: Final = (
+STATUS_MACROS: Final = (
     "CREATE MACRO is_failure(status) AS "
     "status IN ('failed', 'timed_out', 'rolled_back', 'delete_failed')",
     "CREATE MACRO is_in_flight(status) AS "
@@ -143,7 +145,7 @@ _STATUS_MACROS: Final = (
 )
 
 PUBLIC_DDL: Final = (
-    *_STATUS_MACROS,
+    *STATUS_MACROS,
     f"""
 CREATE VIEW sessions AS
 WITH last_listing AS (
@@ -186,7 +188,7 @@ FROM {_B}.terraform_resources
 """,
     f"""
 CREATE VIEW writes AS
-SELECT write_id, at, action, session_id, force, actor, outcome, http_status, detail,
+SELECT write_id, "at", action, session_id, force, actor, outcome, http_status, detail,
        duration_s
 FROM {_B}.writes
 """,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from vxcache.models import Session, SyncRun
+from vxcache.store._base import inserted_id
 from vxcache.store._engine import (
     SCHEMA_REVISION,
     current_revision,
@@ -60,7 +61,9 @@ class Store(WriteMixin, ReadMixin):
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
         """Open the cache the settings name, creating and migrating it when needed."""
-        store = cls(settings.cache.db_path, busy_timeout_seconds=settings.cache.busy_timeout)
+        store = cls(
+            settings.cache.db_path, busy_timeout_seconds=settings.cache.busy_timeout
+        )
         if migrate:
             try:
                 ensure_schema(store.engine)
@@ -110,9 +113,9 @@ class Store(WriteMixin, ReadMixin):
                     trigger=trigger, started_at=started_at, change_seq=seq
                 )
             )
-            sync_id = result.inserted_primary_key[0]
+            sync_id = inserted_id(result)
 
-        return int(sync_id)
+        return sync_id
 
     def finish_sync(self, sync_id: int, counts: SyncCounts) -> None:
         """Record a sync's outcome and counts."""

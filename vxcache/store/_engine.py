@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 SCHEMA_REVISION = "0001"
 
 
+def describe_db_error(exc: SQLAlchemyError) -> str:
+    """Return the database's own words for an error, without SQLAlchemy's wrapping."""
+    original = getattr(exc, "orig", None)
+    return str(original or exc)
+
+
 def prepare_file(db_path: Path) -> None:
     """Create the cache folder (0700) and file (0600) so no one else can read them."""
     folder = db_path.parent
@@ -62,7 +68,9 @@ def current_revision(engine: Engine) -> str | None:
                 text("SELECT version_num FROM alembic_version")
             ).scalar()
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the cache schema: {exc.orig or exc}") from exc
+        raise StoreError(
+            f"cannot read the cache schema: {describe_db_error(exc)}"
+        ) from exc
 
     return str(revision) if revision is not None else None
 
@@ -94,7 +102,9 @@ def upgrade_schema(engine: Engine) -> str:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
-        raise MigrationError(f"migrating the cache failed: {exc.orig or exc}") from exc
+        raise MigrationError(
+            f"migrating the cache failed: {describe_db_error(exc)}"
+        ) from exc
     logger.info("cache schema upgraded from=%s to=%s", found, SCHEMA_REVISION)
 
     return SCHEMA_REVISION

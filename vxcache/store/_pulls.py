@@ -8,8 +8,15 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, select, update
 
-from vxcache.models import Artifact, Blob, Pull, Session, TerraformResource, TerraformState
-from vxcache.store._base import StoreBase
+from vxcache.models import (
+    Artifact,
+    Blob,
+    Pull,
+    Session,
+    TerraformResource,
+    TerraformState,
+)
+from vxcache.store._base import StoreBase, inserted_id
 from vxcache.store._types import PullInput
 
 _BLOBS = Blob.__table__  # type: ignore[attr-defined]
@@ -26,7 +33,9 @@ def _store_blobs(connection: Connection, contents: Iterable[bytes]) -> dict[byte
             select(_BLOBS.c.sha256).where(_BLOBS.c.sha256.in_(list(digests.values())))
         ).scalars()
     )
-    missing = {digest: content for content, digest in digests.items() if digest not in known}
+    missing = {
+        digest: content for content, digest in digests.items() if digest not in known
+    }
     if missing:
         connection.execute(
             _BLOBS.insert(),
@@ -77,8 +86,10 @@ class PullMixin(StoreBase):
                     change_seq=seq,
                 )
             )
-            pull_id = int(result.inserted_primary_key[0])
-            self._insert_pull_children(connection, pull, pull_id=pull_id, digests=digests, seq=seq)
+            pull_id = inserted_id(result)
+            self._insert_pull_children(
+                connection, pull, pull_id=pull_id, digests=digests, seq=seq
+            )
             connection.execute(
                 update(_SESSIONS)
                 .where(_SESSIONS.c.session_id == pull.session_id)
@@ -159,7 +170,9 @@ class PullMixin(StoreBase):
         """Return stored content by its sha256."""
         with self.reading() as connection:
             row = connection.execute(
-                select(_BLOBS.c.data, _BLOBS.c.compression).where(_BLOBS.c.sha256 == sha256)
+                select(_BLOBS.c.data, _BLOBS.c.compression).where(
+                    _BLOBS.c.sha256 == sha256
+                )
             ).first()
         if row is None:
             return None

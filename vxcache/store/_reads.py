@@ -61,11 +61,16 @@ class ReadMixin(PullMixin):
             query = query.where(column.started_at >= where.since)
         if where.until is not None:
             query = query.where(column.started_at < where.until)
-        query = query.order_by(column.started_at.desc(), column.session_id).offset(where.offset)
+        query = query.order_by(column.started_at.desc(), column.session_id).offset(
+            where.offset
+        )
         if where.limit is not None:
             query = query.limit(where.limit)
         with self.reading() as connection:
-            return [Session.model_validate(row._mapping) for row in connection.execute(query)]
+            return [
+                Session.model_validate(row._mapping)
+                for row in connection.execute(query)
+            ]
 
     def recent_sessions(self, limit: int) -> list[Session]:
         """Return the sessions the node listed last, newest first, as the node would."""
@@ -76,7 +81,10 @@ class ReadMixin(PullMixin):
             .limit(limit)
         )
         with self.reading() as connection:
-            return [Session.model_validate(row._mapping) for row in connection.execute(query)]
+            return [
+                Session.model_validate(row._mapping)
+                for row in connection.execute(query)
+            ]
 
     def history(self, session_id: str) -> list[SessionVersion]:
         """Return every observed version of a session, oldest first."""
@@ -87,7 +95,8 @@ class ReadMixin(PullMixin):
         )
         with self.reading() as connection:
             return [
-                SessionVersion.model_validate(row._mapping) for row in connection.execute(query)
+                SessionVersion.model_validate(row._mapping)
+                for row in connection.execute(query)
             ]
 
     def artifacts(self, session_id: str) -> list[Artifact]:
@@ -103,7 +112,10 @@ class ReadMixin(PullMixin):
             .order_by(_ARTIFACTS.c.name)
         )
         with self.reading() as connection:
-            return [Artifact.model_validate(row._mapping) for row in connection.execute(query)]
+            return [
+                Artifact.model_validate(row._mapping)
+                for row in connection.execute(query)
+            ]
 
     def freshness(self) -> Freshness:
         """Return when the node was last mirrored, and how the last attempt went."""
@@ -128,13 +140,19 @@ class ReadMixin(PullMixin):
     def counts(self) -> dict[str, Any]:
         """Return row counts for ``vxcache status``."""
         with self.reading() as connection:
-            by_presence = dict(
+            by_presence: dict[str, int] = dict(
                 connection.execute(
-                    select(_SESSIONS.c.presence, func.count()).group_by(_SESSIONS.c.presence)
+                    select(_SESSIONS.c.presence, func.count()).group_by(
+                        _SESSIONS.c.presence
+                    )
                 ).all()
             )
-            versions = connection.execute(select(func.count()).select_from(_HISTORY)).scalar()
-            writes = connection.execute(select(func.count()).select_from(_WRITES)).scalar()
+            versions = connection.execute(
+                select(func.count()).select_from(_HISTORY)
+            ).scalar()
+            writes = connection.execute(
+                select(func.count()).select_from(_WRITES)
+            ).scalar()
             stale = connection.execute(
                 select(func.count()).select_from(_SESSIONS).where(_SESSIONS.c.stale)
             ).scalar()

@@ -2,29 +2,58 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
-from vxcache.models import Session, SessionVersion
+from vxcache.errors import StoreError
+from vxcache.models import Session, SessionVersion, SyncRun
 from vxcache.records import SessionRecord
 from vxcache.store._base import StoreBase
 from vxcache.store._types import ChangedSession, IndexEntry, ListingChanges
 
 _SESSIONS = Session.__table__  # type: ignore[attr-defined]
 _HISTORY = SessionVersion.__table__  # type: ignore[attr-defined]
-_FIELDS = ("status", "hostname", "username", "script", "resource_id", "started_at", "ended_at")
+_RUNS = SyncRun.__table__  # type: ignore[attr-defined]
+_FIELDS = (
+    "status",
+    "hostname",
+    "username",
+    "script",
+    "resource_id",
+    "started_at",
+    "ended_at",
+)
 _SESSION_COLUMNS = (
-    "session_id", *_FIELDS, "extra", "fingerprint", "version", "first_seen_at",
-    "last_seen_at", "presence", "presence_changed_at", "stale", "stale_since",
-    "pull_wanted", "last_pull_id", "change_seq",
+    "session_id",
+    *_FIELDS,
+    "extra",
+    "fingerprint",
+    "version",
+    "first_seen_at",
+    "last_seen_at",
+    "presence",
+    "presence_changed_at",
+    "stale",
+    "stale_since",
+    "pull_wanted",
+    "last_pull_id",
+    "change_seq",
 )
 _VERSION_COLUMNS = (
-    "session_id", "version", *_FIELDS, "extra", "valid_from", "valid_to", "sync_id",
-    "observed_via", "change_seq",
+    "session_id",
+    "version",
+    *_FIELDS,
+    "extra",
+    "valid_from",
+    "valid_to",
+    "sync_id",
+    "observed_via",
+    "change_seq",
 )
 
 
@@ -37,7 +66,9 @@ def _insert_sql(table: Any, columns: Sequence[str]) -> str:
 # per-row parameter and type processing took longer than SQLite's own work.
 _INSERT_SESSION = _insert_sql(_SESSIONS, _SESSION_COLUMNS)
 _INSERT_VERSION = _insert_sql(_HISTORY, _VERSION_COLUMNS)
-_SELECT_INDEX = f"SELECT session_id, fingerprint, version, presence FROM {_SESSIONS.name}"
+_SELECT_INDEX = (
+    f"SELECT session_id, fingerprint, version, presence FROM {_SESSIONS.name}"
+)
 
 
 def _stored_time(value: datetime | None) -> str | None:
@@ -46,7 +77,9 @@ def _stored_time(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetimes are not stored; use an aware UTC value")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Sliced rather than made naive first: the "+00:00" of an aware UTC value
+    # is always its last six characters, and replace() costs more than a slice.
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
 
 
 def _extra_json(record: SessionRecord) -> str | None:
@@ -86,31 +119,45 @@ class SessionMixin(StoreBase):
     def session_index(self) -> dict[str, IndexEntry]:
         """Return fingerprint, version and presence of every cached session."""
         with self.reading() as connection:
-            rows = connection.exec_driver_sql(_SELECT_INDEX)
-            return {row[0]: IndexEntry(row[1], row[2], row[3]) for row in rows}
+            result = connection.exec_driver_sql(_SELECT_INDEX)
+            try:
+                # The driver's own tuples: building SQLAlchemy rows doubled this read.
+                rows = result.cursor.fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading the cache failed: {exc}") from exc
+            finally:
+                result.close()
+        return {
+            sid: IndexEntry(fingerprint, version, presence)
+            for sid, fingerprint, version, presence in rows
+        }
 
     def session_index_of(self, session_id: str) -> IndexEntry | None:
         """Return the index entry of one session."""
-        query = select(_SESSIONS.c.fingerprint, _SESSIONS.c.version, _SESSIONS.c.presence).where(
-            _SESSIONS.c.session_id == session_id
-        )
+        query = select(
+            _SESSIONS.c.fingerprint, _SESSIONS.c.version, _SESSIONS.c.presence
+        ).where(_SESSIONS.c.session_id == session_id)
         with self.reading() as connection:
             row = connection.execute(query).first()
         return IndexEntry(row[0], row[1], row[2]) if row else None
 
     def stale_since(self) -> dict[str, datetime]:
         """Return when each stale session was marked stale."""
-        query = select(_SESSIONS.c.session_id, _SESSIONS.c.stale_since).where(_SESSIONS.c.stale)
+        query = select(_SESSIONS.c.session_id, _SESSIONS.c.stale_since).where(
+            _SESSIONS.c.stale
+        )
         with self.reading() as connection:
             return {row[0]: row[1] for row in connection.execute(query)}
 
-    def pull_basis(self, session_ids: Iterable[str]) -> dict[str, tuple[str, datetime | None]]:
+    def pull_basis(
+        self, session_ids: Iterable[str]
+    ) -> dict[str, tuple[str, datetime | None]]:
         """Return the cached status and ``ended_at`` of some sessions."""
         wanted = list(session_ids)
         found: dict[str, tuple[str, datetime | None]] = {}
-        query = select(_SESSIONS.c.session_id, _SESSIONS.c.status, _SESSIONS.c.ended_at).where(
-            _SESSIONS.c.session_id.in_(bindparam("ids", expanding=True))
-        )
+        query = select(
+            _SESSIONS.c.session_id, _SESSIONS.c.status, _SESSIONS.c.ended_at
+        ).where(_SESSIONS.c.session_id.in_(bindparam("ids", expanding=True)))
         with self.reading() as connection:
             for start in range(0, len(wanted), 500):
                 rows = connection.execute(query, {"ids": wanted[start : start + 500]})
@@ -140,21 +187,90 @@ class SessionMixin(StoreBase):
         with self.reading() as connection:
             return connection.execute(query).scalar()
 
+    def last_nonempty_list(self) -> dict[str, datetime | None]:
+        """
+        Return the sessions of the latest non-empty list, with their ``started_at``.
+
+        Only for when the latest list was empty: that list moved every session
+        out of ``listed`` (to aged out or gone), and those are the ones returned.
+        Empty when no list since the latest non-empty one was empty.
+        """
+        runs = _RUNS.c
+        latest_full = (
+            select(func.max(runs.sync_id)).where(runs.listed > 0).scalar_subquery()
+        )
+        first_empty = (
+            select(func.min(runs.listed_at))
+            .where(runs.listed == 0)
+            .where(runs.sync_id > latest_full)
+            .scalar_subquery()
+        )
+        query = (
+            select(_SESSIONS.c.session_id, _SESSIONS.c.started_at)
+            .where(_SESSIONS.c.presence != "listed")
+            .where(_SESSIONS.c.presence_changed_at >= first_empty)
+            .where(_SESSIONS.c.first_seen_at < first_empty)
+        )
+        with self.reading() as connection:
+            return {row[0]: row[1] for row in connection.execute(query)}
+
     def apply_listing(
-        self, changes: ListingChanges, *, sync_id: int | None, observed_at: datetime
-    ) -> None:
-        """Write what one list answer changed, in one transaction."""
+        self,
+        changes: ListingChanges,
+        *,
+        sync_id: int | None,
+        observed_at: datetime,
+        read_at_seq: int | None = None,
+    ) -> set[str]:
+        """
+        Write what one list answer changed, in one transaction.
+
+        ``read_at_seq`` is the change number at which the caller read the rows
+        it diffed. A session written since then (a write and its refresh that
+        landed while the list was in flight) is newer than the list: it is left
+        alone, checked inside the transaction so nothing can slip in between.
+        Returns the sessions left alone.
+        """
         with self.transaction() as (connection, seq):
+            overtaken: set[str] = set()
+            if read_at_seq is not None:
+                overtaken = set(
+                    connection.execute(
+                        select(_SESSIONS.c.session_id).where(
+                            _SESSIONS.c.change_seq > read_at_seq
+                        )
+                    ).scalars()
+                )
+                changes = changes.without(overtaken)
             if changes.new:
-                self._insert_new(connection, changes.new, sync_id=sync_id,
-                                 observed_at=observed_at, seq=seq)
+                self._insert_new(
+                    connection,
+                    changes.new,
+                    sync_id=sync_id,
+                    observed_at=observed_at,
+                    seq=seq,
+                )
             if changes.changed:
-                self._add_versions(connection, changes.changed, sync_id=sync_id,
-                                   observed_at=observed_at, via="list", seq=seq)
-            self._move_presence(connection, changes.relisted, presence="listed",
-                                observed_at=observed_at, seq=seq)
-            self._update_each(connection, changes.refreshed, seq=seq, stale=False,
-                              stale_since=None)
+                self._add_versions(
+                    connection,
+                    changes.changed,
+                    sync_id=sync_id,
+                    observed_at=observed_at,
+                    via="list",
+                    seq=seq,
+                )
+            self._move_presence(
+                connection,
+                changes.relisted,
+                presence="listed",
+                observed_at=observed_at,
+                seq=seq,
+            )
+            self._update_each(
+                connection, changes.refreshed, seq=seq, stale=False, stale_since=None
+            )
+
+        return overtaken
 
     def apply_observations(
         self,
@@ -168,14 +284,22 @@ class SessionMixin(StoreBase):
         with self.transaction() as (connection, seq):
             changed = [change for _record, change in aged_out if change is not None]
             if changed:
-                self._add_versions(connection, changed, sync_id=sync_id,
-                                   observed_at=observed_at, via="show", seq=seq)
+                self._add_versions(
+                    connection,
+                    changed,
+                    sync_id=sync_id,
+                    observed_at=observed_at,
+                    via="show",
+                    seq=seq,
+                )
             seen = [record.session_id for record, _change in aged_out]
             self._update_each(connection, seen, seq=seq, last_seen_at=observed_at)
-            self._move_presence(connection, seen, presence="aged_out",
-                                observed_at=observed_at, seq=seq)
-            self._move_presence(connection, gone, presence="gone",
-                                observed_at=observed_at, seq=seq)
+            self._move_presence(
+                connection, seen, presence="aged_out", observed_at=observed_at, seq=seq
+            )
+            self._move_presence(
+                connection, gone, presence="gone", observed_at=observed_at, seq=seq
+            )
 
     def _insert_new(
         self,
@@ -187,16 +311,17 @@ class SessionMixin(StoreBase):
         seq: int,
     ) -> None:
         when = _stored_time(observed_at)
+        # The columns after the fingerprint, and after the fields, in the
+        # order of _SESSION_COLUMNS and _VERSION_COLUMNS.
+        session_tail = (1, when, None, "listed", when, False, None, True, None, seq)
+        version_tail = (when, None, sync_id, "list", seq)
         sessions = []
         versions = []
         for record in records:
             fields = _stored_fields(record)
             session_id = record.session_id
-            sessions.append((
-                session_id, *fields, record.fingerprint, 1, when, None, "listed", when,
-                False, None, True, None, seq,
-            ))
-            versions.append((session_id, 1, *fields, when, None, sync_id, "list", seq))
+            sessions.append((session_id, *fields, record.fingerprint, *session_tail))
+            versions.append((session_id, 1, *fields, *version_tail))
         connection.exec_driver_sql(_INSERT_SESSION, sessions)
         connection.exec_driver_sql(_INSERT_VERSION, versions)
 
@@ -220,17 +345,21 @@ class SessionMixin(StoreBase):
             close_previous,
             [{"sid": c.record.session_id, "previous": c.version - 1} for c in changes],
         )
-        when = _stored_time(observed_at)
-        connection.exec_driver_sql(
-            _INSERT_VERSION,
-            [(c.record.session_id, c.version, *_stored_fields(c.record), when, None, sync_id,
-              via, seq) for c in changes],
-        )
+        tail = (_stored_time(observed_at), None, sync_id, via, seq)
+        rows = [
+            (c.record.session_id, c.version, *_stored_fields(c.record), *tail)
+            for c in changes
+        ]
+        connection.exec_driver_sql(_INSERT_VERSION, rows)
         update_current = (
             update(_SESSIONS)
             .where(_SESSIONS.c.session_id == bindparam("sid"))
-            .values({name: bindparam(name) for name in (*_FIELDS, "extra", "fingerprint",
-                                                         "version")})
+            .values(
+                {
+                    name: bindparam(name)
+                    for name in (*_FIELDS, "extra", "fingerprint", "version")
+                }
+            )
             .values(
                 pull_wanted=_SESSIONS.c.pull_wanted | bindparam("wants_pull"),
                 change_seq=seq,
@@ -251,7 +380,12 @@ class SessionMixin(StoreBase):
         )
 
     def _update_each(
-        self, connection: Connection, session_ids: Sequence[str], *, seq: int, **values: Any
+        self,
+        connection: Connection,
+        session_ids: Sequence[str],
+        *,
+        seq: int,
+        **values: Any,
     ) -> None:
         if not session_ids:
             return

@@ -36,6 +36,17 @@ class ListingChanges:
     relisted: list[str] = field(default_factory=list)
     refreshed: list[str] = field(default_factory=list)
 
+    def without(self, session_ids: set[str]) -> ListingChanges:
+        """Return these changes less those touching ``session_ids``."""
+        if not session_ids:
+            return self
+        return ListingChanges(
+            new=[r for r in self.new if r.session_id not in session_ids],
+            changed=[c for c in self.changed if c.record.session_id not in session_ids],
+            relisted=[sid for sid in self.relisted if sid not in session_ids],
+            refreshed=[sid for sid in self.refreshed if sid not in session_ids],
+        )
+
 
 @dataclass(slots=True)
 class SyncCounts:

@@ -8,6 +8,7 @@ from sqlalchemy import or_, update
 
 from vxcache.models import Session, Write
 from vxcache.records import SessionRecord
+from vxcache.store._base import inserted_id
 from vxcache.store._sessions import SessionMixin
 from vxcache.store._types import ChangedSession
 
@@ -34,7 +35,7 @@ class WriteMixin(SessionMixin):
                     change_seq=seq,
                 )
             )
-        return int(result.inserted_primary_key[0])
+        return inserted_id(result)
 
     def finish_write(
         self,
@@ -62,14 +63,19 @@ class WriteMixin(SessionMixin):
             if stale_since is None:
                 return
             session_id = connection.execute(
-                _WRITES.select().with_only_columns(_WRITES.c.session_id).where(
-                    _WRITES.c.write_id == write_id
-                )
+                _WRITES.select()
+                .with_only_columns(_WRITES.c.session_id)
+                .where(_WRITES.c.write_id == write_id)
             ).scalar_one()
             connection.execute(
                 update(_SESSIONS)
                 .where(_SESSIONS.c.session_id == session_id)
-                .values(stale=True, stale_since=stale_since, pull_wanted=True, change_seq=seq)
+                .values(
+                    stale=True,
+                    stale_since=stale_since,
+                    pull_wanted=True,
+                    change_seq=seq,
+                )
             )
 
     def apply_refresh(
@@ -89,21 +95,37 @@ class WriteMixin(SessionMixin):
         """
         with self.transaction() as (connection, seq):
             if change is not None:
-                self._add_versions(connection, [change], sync_id=None,
-                                   observed_at=observed_at, via="show", seq=seq)
+                self._add_versions(
+                    connection,
+                    [change],
+                    sync_id=None,
+                    observed_at=observed_at,
+                    via="show",
+                    seq=seq,
+                )
             connection.execute(
                 update(_SESSIONS)
                 .where(_SESSIONS.c.session_id == record.session_id)
                 .where(_SESSIONS.c.presence == "gone")
-                .values(presence="aged_out", presence_changed_at=observed_at, change_seq=seq)
+                .values(
+                    presence="aged_out", presence_changed_at=observed_at, change_seq=seq
+                )
             )
             cleared = connection.execute(
                 update(_SESSIONS)
                 .where(_SESSIONS.c.session_id == record.session_id)
-                .where(or_(_SESSIONS.c.stale_since.is_(None),
-                           _SESSIONS.c.stale_since <= fetched_at))
-                .values(stale=False, stale_since=None, last_seen_at=observed_at,
-                        change_seq=seq)
+                .where(
+                    or_(
+                        _SESSIONS.c.stale_since.is_(None),
+                        _SESSIONS.c.stale_since <= fetched_at,
+                    )
+                )
+                .values(
+                    stale=False,
+                    stale_since=None,
+                    last_seen_at=observed_at,
+                    change_seq=seq,
+                )
             )
 
         return bool(cleared.rowcount)
