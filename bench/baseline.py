@@ -48,8 +48,8 @@ def _row(item: dict[str, object]) -> tuple[object, ...]:
     return (item["session_id"], *fields, orjson.dumps(extra) if extra else None)
 
 
-def sync_baseline(url: str, token: str, db_path: Path) -> int:
-    """Mirror the node's list into ``db_path``; return the history rows added."""
+def sync_baseline(url: str, token: str, db_path: Path) -> None:
+    """Mirror the node's list into ``db_path``."""
     headers = {"Authorization": f"Bearer {token}"}
     response = httpx.get(f"{url}/api/v3/sessions/list", headers=headers, timeout=120)
     response.raise_for_status()
@@ -59,11 +59,7 @@ def sync_baseline(url: str, token: str, db_path: Path) -> int:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(_SCHEMA)
-    before = db.execute("SELECT count(*) FROM history").fetchone()[0]
     db.execute("BEGIN")
     db.executemany(_UPSERT, map(_row, items))
     db.execute("COMMIT")
-    added = db.execute("SELECT count(*) FROM history").fetchone()[0] - before
     db.close()
-
-    return int(added)

@@ -367,7 +367,9 @@ def peak_rss_mb() -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sync benchmark and print its table."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.sync_bench", description=__doc__
+        prog="python -m bench.sync_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--sizes", default="10000,100000", help="listed sessions, comma-separated"

@@ -67,7 +67,7 @@ def parse_size(value: str | int) -> int:
 def format_duration(seconds: float) -> str:
     """Return a short human form of an age: ``42s``, ``7 min``, ``3 h``, ``2 days``."""
     if seconds < 10:
-        return f"{seconds:.1f}s"
+        return f"{seconds:.1f}".removesuffix(".0") + "s"
     if seconds < 90:
         return f"{seconds:.0f}s"
     if seconds < 90 * 60:

@@ -27,3 +27,5 @@ def configure_logging(verbosity: int, *, default_level: int = logging.WARNING) -
         logging.getLogger(name).setLevel(
             logging.DEBUG if verbosity > 2 else logging.WARNING
         )
+    # Alembic announces every migration context at INFO; the store logs its own line.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

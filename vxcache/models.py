@@ -30,10 +30,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
+        if not isinstance(value, datetime):
             return None
+        moment: datetime = value
         return (
-            value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            moment.replace(tzinfo=UTC)
+            if moment.tzinfo is None
+            else moment.astimezone(UTC)
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from vxcache.cli import _cache, _serve, _sessions, _writes  # noqa: F401  # registers the commands
+from vxcache.cli import _cache, _query, _serve, _sessions, _writes  # noqa: F401  # registers the commands
 from vxcache.cli._app import run_cli
 from vxcache.cli._group import cli
 

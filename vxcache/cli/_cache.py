@@ -16,7 +16,8 @@ from vxcache.cli._group import cli, db
 from vxcache.cli._output import print_record
 from vxcache.client import NodeClient
 from vxcache.config import default_config_path, starter_config
-from vxcache.errors import UsageError
+from vxcache.errors import UsageError, VxcacheError
+from vxcache.query import refresh_replica
 from vxcache.schedule import build_scheduler, stop_on_signals
 from vxcache.sync import SyncSummary, run_sync
 
@@ -104,6 +105,12 @@ def sync(app: App, no_pull: bool, every: float | None) -> None:
 def _after_sync(app: App, summary: SyncSummary) -> None:
     for warning in summary.warnings:
         app.note(f"warning: {warning}")
+    # Bring the query replica up to date now, so the first query after a sync
+    # does not pay for it; a failure here costs speed, never data.
+    try:
+        refresh_replica(app.settings.cache.db_path)
+    except VxcacheError as exc:
+        app.note(f"warning: the query replica was not refreshed: {exc}")
     app.note(summary.describe())
 
 

@@ -11,12 +11,9 @@ only appends to the large ``_closed`` one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
-
-from sqlalchemy import Boolean, Float, Integer, LargeBinary, Table
-
-from vxcache.models import Session, UTCDateTime
 
 #: Bumped whenever the views, macros or base-table layout below change, so an
 #: older replica is rebuilt even though the cache's schema revision is the same.
@@ -72,33 +69,39 @@ class TableSpec:
         return (f"{BASE_SCHEMA}.{self.name}",)
 
 
-def _duck_type(name: str, sql_type: object) -> str:
-    if isinstance(sql_type, UTCDateTime):
-        return "TIMESTAMPTZ"
-    if isinstance(sql_type, Boolean):
-        return "BOOLEAN"
-    if isinstance(sql_type, Integer):
-        return "BIGINT"
-    if isinstance(sql_type, Float):
-        return "DOUBLE"
-    return "JSON" if name in _JSON_COLUMNS else "VARCHAR"
-
-
-def _spec(table: Table) -> TableSpec:
-    # Binary columns (a session's fingerprint) are bookkeeping, not data to query.
-    columns = tuple(
-        Column(c.name, _duck_type(c.name, c.type))
-        for c in table.columns
-        if not isinstance(c.type, LargeBinary)
-    )
-    key = tuple(column.name for column in table.primary_key.columns)
-    return TableSpec(name=table.name, columns=columns, key=key)
-
-
+@functools.cache
 def table_specs() -> tuple[TableSpec, ...]:
     """Return every cache table the replica copies; blobs stay in SQLite."""
-    tables = Session.metadata.tables
-    return tuple(_spec(tables[name]) for name in PUBLIC_RELATIONS)
+    # Imported here: SQLAlchemy takes a quarter second to load, and a query on
+    # a current replica never needs it.
+    from sqlalchemy import Boolean, Float, Integer, LargeBinary
+
+    from vxcache.models import Session, UTCDateTime
+
+    def duck_type(name: str, sql_type: object) -> str:
+        if isinstance(sql_type, UTCDateTime):
+            return "TIMESTAMPTZ"
+        if isinstance(sql_type, Boolean):
+            return "BOOLEAN"
+        if isinstance(sql_type, Integer):
+            return "BIGINT"
+        if isinstance(sql_type, Float):
+            return "DOUBLE"
+        return "JSON" if name in _JSON_COLUMNS else "VARCHAR"
+
+    specs = []
+    for name in PUBLIC_RELATIONS:
+        table = Session.metadata.tables[name]
+        # Binary columns (a session's fingerprint) are bookkeeping, not data.
+        columns = tuple(
+            Column(c.name, duck_type(c.name, c.type))
+            for c in table.columns
+            if not isinstance(c.type, LargeBinary)
+        )
+        key = tuple(column.name for column in table.primary_key.columns)
+        specs.append(TableSpec(name=name, columns=columns, key=key))
+
+    return tuple(specs)
 
 
 def quote_literal(text: str) -> str:

@@ -132,7 +132,7 @@ class Store(WriteMixin, ReadMixin):
             row = connection.execute(
                 select(SyncRun).where(SyncRun.sync_id == sync_id)  # type: ignore[arg-type]
             ).first()
-        return SyncRun.model_validate(row._mapping) if row else None
+        return SyncRun.model_construct(**row._mapping) if row else None
 
     def session(self, session_id: str) -> Session | None:
         """Return the cached session, or None."""
@@ -140,4 +140,4 @@ class Store(WriteMixin, ReadMixin):
             row = connection.execute(
                 select(Session).where(Session.session_id == session_id)  # type: ignore[arg-type]
             ).first()
-        return Session.model_validate(row._mapping) if row else None
+        return Session.model_construct(**row._mapping) if row else None

@@ -68,7 +68,7 @@ class ReadMixin(PullMixin):
             query = query.limit(where.limit)
         with self.reading() as connection:
             return [
-                Session.model_validate(row._mapping)
+                Session.model_construct(**row._mapping)
                 for row in connection.execute(query)
             ]
 
@@ -82,7 +82,7 @@ class ReadMixin(PullMixin):
         )
         with self.reading() as connection:
             return [
-                Session.model_validate(row._mapping)
+                Session.model_construct(**row._mapping)
                 for row in connection.execute(query)
             ]
 
@@ -95,7 +95,7 @@ class ReadMixin(PullMixin):
         )
         with self.reading() as connection:
             return [
-                SessionVersion.model_validate(row._mapping)
+                SessionVersion.model_construct(**row._mapping)
                 for row in connection.execute(query)
             ]
 
@@ -113,7 +113,7 @@ class ReadMixin(PullMixin):
         )
         with self.reading() as connection:
             return [
-                Artifact.model_validate(row._mapping)
+                Artifact.model_construct(**row._mapping)
                 for row in connection.execute(query)
             ]
 
