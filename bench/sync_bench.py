@@ -3,8 +3,9 @@ Benchmark the list mirror of a sync against the minimal baseline in ``bench.base
 
 For each size a devnode lists every one of its sessions (``window`` equals
 ``sessions``). Three scenarios run in order on one cache: a full sync into an
-empty cache, an immediate re-sync with nothing changed, and a re-sync after 1%
-of the sessions changed status. Pulls are off.
+empty cache (migrated, as ``vxcache init`` leaves it), an immediate re-sync with
+nothing changed, and a re-sync after 1% of the sessions changed status. Pulls
+are off.
 
 Each sync, vxcache's and the baseline's, runs in a fresh subprocess so its peak
 RSS is its own; wall time covers opening the cache and the sync, not
@@ -267,6 +268,14 @@ def measure(caches: Sequence[Cache], url: str, *, repeat: int) -> list[Measure]:
     return measures
 
 
+def create_empty_cache(db_path: Path) -> None:
+    """Create the cache as `vxcache init` leaves it: migrated, without sessions."""
+    from vxcache.store import Store
+
+    with Store(db_path) as store:
+        store.upgrade()
+
+
 def bench_size(
     size: int, *, changed_fraction: float, repeat: int, folder: Path
 ) -> list[Result]:
@@ -276,6 +285,7 @@ def bench_size(
         Cache("baseline", folder / f"baseline-{size}" / "baseline.db"),
     )
     changed = max(1, round(size * changed_fraction))
+    create_empty_cache(caches[0].db_path)
     results = []
     with ServedDevnode(size) as node:
         items = node.list_items()
