@@ -42,13 +42,13 @@ from vxcache.store import (
     ArtifactInput,
     ListingChanges,
     PullInput,
-    ResourceInput,
     StateInput,
     Store,
     SyncCounts,
 )
 from vxcache.store._engine import ensure_schema
 from vxcache.store._types import ChangedSession
+from vxcache.terraform import TerraformResource
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -159,7 +159,7 @@ class CacheBuilder:
             serial=3,
             lineage="lin-1",
             resources=tuple(
-                ResourceInput(
+                TerraformResource(
                     address=f"{kind}.{name}",
                     mode="managed",
                     type=kind,

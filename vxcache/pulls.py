@@ -19,7 +19,7 @@ from vxcache import terraform
 from vxcache._time import utc_now
 from vxcache.client import PullResult
 from vxcache.errors import StateFormatError
-from vxcache.store import ArtifactInput, PullInput, ResourceInput, StateInput
+from vxcache.store import ArtifactInput, PullInput, StateInput
 
 logger = logging.getLogger(__name__)
 
@@ -201,25 +201,13 @@ def _state_input(session_id: str, document: dict[str, Any]) -> StateInput | None
     except StateFormatError as exc:
         logger.warning("state not read session=%s error=%s", session_id, exc)
         return None
-    resources = tuple(
-        ResourceInput(
-            address=resource.address,
-            mode=resource.mode,
-            type=resource.type,
-            name=resource.name,
-            provider=resource.provider,
-            module=resource.module,
-            instance_count=resource.instance_count,
-        )
-        for resource in summary.resources
-    )
     return StateInput(
         document=dump_json(document),
         format_version=summary.format_version,
         terraform_version=summary.terraform_version,
         serial=summary.serial,
         lineage=summary.lineage,
-        resources=resources,
+        resources=summary.resources,
     )
 
 

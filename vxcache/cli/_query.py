@@ -16,6 +16,13 @@ from vxcache.query import QueryResult, run_query
 from vxcache.query.export import export_snapshot
 from vxcache.query.reports import list_reports, run_report
 
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the rows to a .parquet or .csv file (parquet or csv by its suffix).",
+)
+
 
 def _params(
     _context: click.Context, _param: click.Parameter, values: tuple[str, ...]
@@ -75,12 +82,7 @@ def _write_file(result: QueryResult, output: Path) -> None:
     metavar="KEY=VALUE",
     help="A named parameter, used as $KEY in the SQL.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the rows to a .parquet or .csv file.",
-)
+@output_option
 @pass_app
 def query(
     app: App,
@@ -116,12 +118,7 @@ def query(
 @click.option(
     "--list", "show_list", is_flag=True, help="List the reports and their parameters."
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the rows to a .parquet or .csv file.",
-)
+@output_option
 @pass_app
 def report(
     app: App,

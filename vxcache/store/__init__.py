@@ -31,7 +31,6 @@ from vxcache.store._types import (
     IndexEntry,
     ListingChanges,
     PullInput,
-    ResourceInput,
     StateInput,
     SyncCounts,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "IndexEntry",
     "ListingChanges",
     "PullInput",
-    "ResourceInput",
     "StateInput",
     "Store",
     "SyncCounts",

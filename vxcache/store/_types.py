@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from vxcache.records import SessionRecord
+from vxcache.terraform import TerraformResource
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,19 +84,6 @@ class ArtifactInput:
 
 
 @dataclass(frozen=True, slots=True)
-class ResourceInput:
-    """One Terraform resource of a pulled state."""
-
-    address: str
-    mode: str
-    type: str
-    name: str
-    provider: str | None
-    module: str | None
-    instance_count: int
-
-
-@dataclass(frozen=True, slots=True)
 class StateInput:
     """A pulled Terraform state, already redacted as the settings ask."""
 
@@ -104,7 +92,7 @@ class StateInput:
     terraform_version: str | None
     serial: int | None
     lineage: str | None
-    resources: tuple[ResourceInput, ...]
+    resources: tuple[TerraformResource, ...]
 
 
 @dataclass(frozen=True, slots=True)
