@@ -24,6 +24,7 @@ from vxcache.errors import (
     UpstreamRejectedError,
     UpstreamServerError,
     UpstreamUnavailableError,
+    WaitTimeoutError,
     WriteOutcomeUnknownError,
     WriteRefusedError,
 )
@@ -32,7 +33,6 @@ from vxcache.store import Store
 from vxcache.sync import run_sync
 from vxcache.writes import (
     GONE_STATUS,
-    WaitTimeoutError,
     apply_session,
     delete_session,
     is_failed_status,

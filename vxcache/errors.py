@@ -20,7 +20,9 @@ Every error vxcache raises on purpose.
     │   ├── RecordNotFoundError        no such session or artifact in the cache
     │   └── CacheBusyError             another sync holds the cache
     ├── SyncError                      a sync run failed (.run_id)
+    ├── WaitTimeoutError               a session did not settle in time (.session_id)
     └── WriteRefusedError              a write refused before anything was sent
+        └── WritesDisabledError        write routes are off (api.allow_writes)
 
 Each class carries ``http_status`` (for the local API) and ``exit_code`` (for the
 command line, as ``interface.md`` gives them). Context lives in keyword-only
@@ -188,3 +190,21 @@ class WriteRefusedError(VxcacheError):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class WritesDisabledError(WriteRefusedError):
+    """A write route was called while ``api.allow_writes`` is false."""
+
+    http_status = 403
+
+
+class WaitTimeoutError(VxcacheError):
+    """A session did not settle within ``writes.wait_timeout``."""
+
+    http_status = 504
+    exit_code = 1
+
+    def __init__(self, message: str, *, session_id: str, status: str | None) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.status = status

@@ -40,6 +40,7 @@ from vxcache.errors import (
     UpstreamServerError,
     UpstreamUnavailableError,
     VxcacheError,
+    WaitTimeoutError,
     WriteOutcomeUnknownError,
     WriteRefusedError,
 )
@@ -51,7 +52,6 @@ __all__ = [
     "FAILED_STATUSES",
     "GONE_STATUS",
     "IN_PROGRESS_STATUSES",
-    "WaitTimeoutError",
     "WriteResult",
     "apply_session",
     "cache_warning",
@@ -105,18 +105,6 @@ _MAX_POLL_SECONDS: Final = 10.0
 _POLL_GROWTH: Final = 1.5
 # Write answers are small; a longer detail is cut so the audit row stays short.
 _MAX_DETAIL_CHARS: Final = 500
-
-
-class WaitTimeoutError(VxcacheError):
-    """A session did not settle within ``writes.wait_timeout``."""
-
-    http_status = 504
-    exit_code = 1
-
-    def __init__(self, message: str, *, session_id: str, status: str | None) -> None:
-        super().__init__(message)
-        self.session_id = session_id
-        self.status = status
 
 
 @dataclass(frozen=True)

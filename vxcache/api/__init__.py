@@ -32,8 +32,9 @@ from vxcache.api import (
 )
 from vxcache.api._auth import BearerAuth, check_exposure, is_loopback
 from vxcache.api._context import ApiContext
-from vxcache.api._errors import WritesDisabledError, install_error_handlers
+from vxcache.api._errors import install_error_handlers
 from vxcache.config import Settings
+from vxcache.errors import WritesDisabledError
 from vxcache.schedule import build_scheduler
 
 __all__ = ["WritesDisabledError", "check_exposure", "create_app", "is_loopback"]

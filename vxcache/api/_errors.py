@@ -23,15 +23,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from vxcache.api._render import render_json
-from vxcache.errors import VxcacheError, WriteRefusedError
+from vxcache.errors import VxcacheError
 
 logger = logging.getLogger(__name__)
-
-
-class WritesDisabledError(WriteRefusedError):
-    """A write route was called while ``api.allow_writes`` is false."""
-
-    http_status = 403
 
 
 def error_body(

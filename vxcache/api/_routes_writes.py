@@ -12,10 +12,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from vxcache.api._context import ApiContext, Context
-from vxcache.api._errors import WritesDisabledError
 from vxcache.api._render import envelope
 from vxcache.client import NodeClient
-from vxcache.errors import UpstreamError, UpstreamUnavailableError
+from vxcache.errors import UpstreamError, UpstreamUnavailableError, WritesDisabledError
 from vxcache.writes import WriteResult, apply_session, delete_session
 
 router = APIRouter(prefix="/v1/sessions", tags=["writes"])
