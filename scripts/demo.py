@@ -73,6 +73,7 @@ def main() -> None:
                 TOKEN,
             ],
             env=env,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:

@@ -180,3 +180,102 @@ def test_artifacts_get_and_export(vx, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == sorted(names)
     assert again[0] == 1
     assert "exists" in again[2]
+
+
+def test_a_read_never_creates_a_cache(vx, tmp_path):
+    missing = tmp_path / "nowhere" / "x.db"
+
+    code, out, err = vx("sessions", "list", "--db", str(missing))
+
+    assert code == 1
+    assert out == ""
+    assert "there is no cache" in err
+    assert not missing.parent.exists()
+
+
+def test_show_refresh_with_a_rejected_token_fails_instead_of_falling_back(
+    vx, monkeypatch
+):
+    vx("sync", "--no-pull")
+    listed = vx("sessions", "list", "--limit", "1", "--format", "json")[1]
+    session_id = json.loads(listed)[0]["session_id"]
+    monkeypatch.setenv("VXCACHE_TOKEN", "not-the-token")
+
+    code, _out, err = vx("sessions", "show", session_id, "--refresh")
+
+    assert code == 1
+    assert "rejected the token" in err
+
+
+def test_quiet_hides_retry_warnings_but_not_the_error(vx, devnode):
+    devnode.stop()
+
+    code, _out, err = vx("-q", "sync")
+
+    assert code == 3
+    assert err.splitlines() == [err.splitlines()[-1]]
+    assert err.startswith("Error: ")
+
+
+def test_warnings_are_brief_lines_without_timestamps(vx, devnode):
+    devnode.stop()
+
+    _code, _out, err = vx("sync")
+
+    assert err.splitlines()[0].startswith("warning: node request retried")
+
+
+def test_query_output_to_a_missing_folder_exits_2(vx, tmp_path):
+    vx("sync", "--no-pull")
+
+    code, _out, err = vx(
+        "query", "SELECT 1 AS one", "-o", str(tmp_path / "no" / "x.csv")
+    )
+
+    assert code == 2
+    assert err.startswith("Error: cannot write")
+
+
+def test_query_output_file_is_private_csv(vx, tmp_path):
+    vx("sync", "--no-pull")
+    target = tmp_path / "out.csv"
+
+    code, _out, _err = vx("query", "SELECT 1 AS a, 'x,y' AS b", "-o", str(target))
+
+    assert code == 0
+    assert target.read_text() == 'a,b\n1,"x,y"\n'
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_listed_session_shows_when_the_last_list_saw_it(vx):
+    vx("sync", "--no-pull")
+    listed = vx("sessions", "list", "--limit", "1", "--format", "json")[1]
+    session_id = json.loads(listed)[0]["session_id"]
+
+    shown = json.loads(vx("sessions", "show", session_id, "--format", "json")[1])
+    seen = vx(
+        "query", "SELECT max(listed_at) AS seen FROM sync_runs", "--format", "json"
+    )
+
+    assert shown["last_seen_at"] == json.loads(seen[1])[0]["seen"]
+
+
+def test_bad_value_from_an_option_is_blamed_on_the_option(vx):
+    code, _out, err = vx("status", "--node", "notaurl")
+
+    assert code == 2
+    assert "(from a command-line option)" in err
+
+
+def test_serve_on_a_busy_port_exits_2_before_syncing(vx):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        code, _out, err = vx("serve", "--port", str(port))
+
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in err

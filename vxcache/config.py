@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import logging
 import os
@@ -236,15 +237,20 @@ def load_settings(
             f"config file {path} does not exist; run `vxcache init` or fix --config"
         )
 
+    # Where each value came from, so an error names the place to fix it.
+    origins: dict[tuple[str, str], str] = {}
     for variable, (section, key) in _ENVIRONMENT.items():
         if env.get(variable):
             merged[section][key] = env[variable]
+            origins[(section, key)] = variable
+    for section, values in (overrides or {}).items():
+        origins.update({(section, key): "a command-line option" for key in values})
     _merge(merged, overrides or {})
 
     try:
         return Settings(**merged, offline=offline, config_path=used_path)
     except ValidationError as exc:
-        raise ConfigError(_describe_validation(exc, used_path)) from None
+        raise ConfigError(_describe_validation(exc, used_path, origins)) from None
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -264,7 +270,21 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(_describe_toml_error(path, text, exc)) from None
 
     _warn_unknown_keys(data, path)
+    _warn_readable_secrets(data, path)
     return data
+
+
+def _warn_readable_secrets(data: Mapping[str, Any], path: Path) -> None:
+    holds_secret = any(
+        isinstance(data.get(section), Mapping) and data[section].get("token")
+        for section in ("node", "api")
+    )
+    if holds_secret and path.stat().st_mode & 0o077:
+        logger.warning(
+            "config file %s holds a token and others can read it; run `chmod 600 %s`",
+            path,
+            path,
+        )
 
 
 def _merge(target: dict[str, dict[str, Any]], source: Mapping[str, Any]) -> None:
@@ -282,31 +302,26 @@ def _merge(target: dict[str, dict[str, Any]], source: Mapping[str, Any]) -> None
 
 
 def _warn_unknown_keys(data: Mapping[str, Any], path: Path) -> None:
-    known = Settings.model_fields
-    for section, values in data.items():
-        if section not in _FILE_SECTIONS:
-            logger.warning("unknown config key %r in %s; it is ignored", section, path)
+    _warn_unknown(data, Settings, prefix="", path=path)
+
+
+def _warn_unknown(
+    values: Mapping[str, Any], model: type[BaseModel], *, prefix: str, path: Path
+) -> None:
+    fields = model.model_fields
+    for key, value in values.items():
+        if key not in fields or key in ("offline", "config_path"):
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            logger.warning(
+                "unknown config key '%s%s' in %s is ignored%s", prefix, key, path, hint
+            )
             continue
-        if not isinstance(values, Mapping):
+        annotation = fields[key].annotation
+        if not isinstance(value, Mapping) or not isinstance(annotation, type):
             continue
-        model = known[section].annotation
-        fields = model.model_fields if isinstance(model, type) else {}
-        for key, value in values.items():
-            if key not in fields:
-                logger.warning(
-                    "unknown config key '%s.%s' in %s; it is ignored",
-                    section,
-                    key,
-                    path,
-                )
-            elif key == "paths" and isinstance(value, Mapping):
-                for sub in value:
-                    if sub not in NodePaths.model_fields:
-                        logger.warning(
-                            "unknown config key 'node.paths.%s' in %s; it is ignored",
-                            sub,
-                            path,
-                        )
+        if issubclass(annotation, BaseModel):
+            _warn_unknown(value, annotation, prefix=f"{prefix}{key}.", path=path)
 
 
 def _describe_toml_error(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
@@ -325,14 +340,16 @@ def _describe_toml_error(path: Path, text: str, exc: tomllib.TOMLDecodeError) ->
     return f"{path} {where}: invalid TOML: {reason}"
 
 
-def _describe_validation(exc: ValidationError, path: Path | None) -> str:
-    source = f" in {path}" if path else ""
+def _describe_validation(
+    exc: ValidationError, path: Path | None, origins: Mapping[tuple[str, str], str]
+) -> str:
     problems = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
+        location = [str(part) for part in error["loc"]]
+        origin = origins.get((location[0], location[1])) if len(location) > 1 else None
+        source = origin or (str(path) if path else "the defaults")
         message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"'{key}': {message}")
-    if len(problems) == 1:
-        return f"invalid config value{source}: {problems[0]}"
+        problems.append(f"'{'.'.join(location)}' (from {source}): {message}")
+    noun = "value" if len(problems) == 1 else "values"
 
-    return f"invalid config values{source}: " + "; ".join(problems)
+    return f"invalid config {noun}: " + "; ".join(problems)

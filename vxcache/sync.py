@@ -66,7 +66,7 @@ class SyncSummary:
 def sync_lock(settings: Settings) -> FileLock:
     """Return the lock that keeps one sync at a time on a cache."""
     path = settings.cache.db_path
-    return FileLock(str(path.with_name(path.name + ".sync.lock")))
+    return FileLock(str(path.with_name(path.name + ".sync.lock")), mode=0o600)
 
 
 def run_sync(

@@ -53,9 +53,9 @@ class App:
             )
         return self._settings
 
-    def open_store(self) -> Store:
-        """Open (and migrate) the cache the settings name."""
-        return Store.open(self.settings)
+    def open_store(self, *, create: bool = False, migrate: bool = True) -> Store:
+        """Open (and migrate) the cache; only commands that fill it may create it."""
+        return Store.open(self.settings, create=create, migrate=migrate)
 
     def note(self, message: str) -> None:
         """Print a note for people on stderr, unless ``-q``."""
@@ -166,7 +166,8 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> int:
         with group.make_context(
             "vxcache", list(sys.argv[1:] if args is None else args), obj=app
         ) as context:
-            configure_logging(app.verbosity)
+            quiet_level = logging.ERROR if app.quiet else logging.WARNING
+            configure_logging(app.verbosity, default_level=quiet_level, is_brief=True)
             group.invoke(context)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
@@ -187,7 +188,6 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> int:
         click.echo("Interrupted.", err=True)
         return 130
     except Exception as exc:
-        logger.error("unexpected error", exc_info=app.verbosity > 0)
         _fail(app, f"unexpected {type(exc).__name__}: {exc} (run with -v for details)")
         return 1
     return 0

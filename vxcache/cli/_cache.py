@@ -36,18 +36,18 @@ def init(app: App, force: bool) -> None:
     path = path or default_config_path()
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; use --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = starter_config(node_url=app.node_url, db_path=app.db_path)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     path.chmod(0o600)
     app.config_path = path
-    with app.open_store() as store:
+    with app.open_store(create=True) as store:
         app.note(f"wrote {path}\ncache at {store.db_path} (schema {store.revision()})")
-        app.note(
-            "set the node token in VXCACHE_TOKEN (or node.token), then run `vxcache sync`"
-        )
+        if not app.settings.node.token.get_secret_value():
+            app.note("set the node token in VXCACHE_TOKEN (or node.token)")
+        app.note("next: `vxcache sync`")
 
 
 def _parse_every(
@@ -56,9 +56,12 @@ def _parse_every(
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if seconds < 1:
+        raise click.BadParameter("the interval must be at least 1s")
+    return seconds
 
 
 @command_with_options(cli)
@@ -92,7 +95,7 @@ def sync(app: App, no_pull: bool, every: float | None) -> None:
         scheduler.start()
         return
     with (
-        app.open_store() as store,
+        app.open_store(create=True) as store,
         NodeClient(settings.node) as client,
         _progress(app) as hook,
     ):
@@ -183,7 +186,7 @@ def db_upgrade(app: App) -> None:
 
     Example: vxcache db upgrade
     """
-    with app.open_store() as store:
+    with app.open_store(create=True) as store:
         app.note(f"cache {store.db_path} is at schema {store.upgrade()}")
 
 
@@ -195,12 +198,7 @@ def db_current(app: App) -> None:
 
     Example: vxcache db current
     """
-    from vxcache.store import Store
-
-    store = Store(
-        app.settings.cache.db_path, busy_timeout_seconds=app.settings.cache.busy_timeout
-    )
-    with store:
+    with app.open_store(migrate=False) as store:
         click.echo(store.revision() or "none")
 
 

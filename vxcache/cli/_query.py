@@ -10,7 +10,7 @@ import click
 
 from vxcache.cli._app import App, command_with_options, pass_app
 from vxcache.cli._group import cli
-from vxcache.cli._output import print_rows
+from vxcache.cli._output import print_rows, render_rows
 from vxcache.errors import UsageError
 from vxcache.query import QueryResult, run_query
 from vxcache.query.export import export_snapshot
@@ -54,18 +54,26 @@ def _write_file(result: QueryResult, output: Path) -> None:
         raise UsageError(
             f"cannot write {output.name}: use a .parquet or .csv file name"
         )
+    try:
+        if suffix == ".csv":
+            text = render_rows(result.columns, result.rows, fmt="csv")
+            output.write_text(text + "\n", encoding="utf-8")
+        else:
+            _write_parquet(result, output)
+        output.chmod(0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _write_parquet(result: QueryResult, output: Path) -> None:
     import pyarrow as pa
-    import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
     columns: list[list[Any]] = [
         [row[index] for row in result.rows] for index in range(len(result.columns))
     ]
     table = pa.table(dict(zip(result.columns, columns, strict=True)))
-    if suffix == ".parquet":
-        pq.write_table(table, output)
-    else:
-        pa_csv.write_csv(table, output)
+    pq.write_table(table, output)
 
 
 @command_with_options(cli)

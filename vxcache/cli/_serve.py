@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import click
 
 from vxcache.cli._app import App, command_with_options, pass_app
 from vxcache.cli._group import cli
+from vxcache.errors import UsageError
 from vxcache.log import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     bind_host = host or settings.api.host
     bind_port = settings.api.port if port is None else port
     check_exposure(settings, bind_host)
+    _check_port_free(bind_host, bind_port)
 
     api = create_app(settings, schedule=True)
     logger.info(
@@ -67,3 +70,16 @@ def serve(app: App, host: str | None, port: int | None) -> None:
         server_header=False,
         lifespan="on",
     )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse before any sync starts when the address cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
+            ) from None

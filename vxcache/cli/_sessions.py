@@ -14,7 +14,12 @@ from vxcache.cli._app import App, command_with_options, pass_app
 from vxcache.cli._group import artifacts, sessions
 from vxcache.cli._output import print_record, print_rows
 from vxcache.client import NodeClient
-from vxcache.errors import RecordNotFoundError, SessionNotFoundError, UpstreamError
+from vxcache.errors import (
+    RecordNotFoundError,
+    SessionNotFoundError,
+    UpstreamError,
+    UpstreamRejectedError,
+)
 from vxcache.exporting import export_artifacts
 from vxcache.models import Session
 from vxcache.store._reads import SessionFilter
@@ -110,6 +115,10 @@ def sessions_show(app: App, session_id: str, refresh: bool) -> None:
                     refresh_session(store, client, session_id)
             except SessionNotFoundError:
                 app.note(f"the node no longer knows {session_id}; marked gone")
+            except UpstreamRejectedError:
+                # A refused token or request is for the user to fix, not a
+                # reason to quietly fall back to the cache.
+                raise
             except UpstreamError as exc:
                 problem = str(exc)
         session = store.session(session_id)

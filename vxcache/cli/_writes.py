@@ -75,7 +75,7 @@ def _run_write(
     app: App, action: str, session_id: str, *, force: bool, yes: bool, wait: bool
 ) -> None:
     settings = app.settings
-    with app.open_store() as store:
+    with app.open_store(create=True) as store:
         cached = store.session(session_id)
         warning = cache_warning(cached, session_id=session_id)
         if warning is not None:

@@ -102,6 +102,9 @@ def export_snapshot(
     document = orjson.dumps(manifest.as_json(), option=orjson.OPT_INDENT_2)
     try:
         (directory / "manifest.json").write_bytes(document + b"\n")
+        # A snapshot holds the whole cache, artifacts' metadata included.
+        for name in (*files.values(), "manifest.json"):
+            (directory / name).chmod(0o600)
     except OSError as exc:
         raise UsageError(f"cannot write {directory / 'manifest.json'}: {exc}") from exc
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
-from vxcache.models import Session, SyncRun
+from vxcache.errors import StoreError
+from vxcache.models import SyncRun
 from vxcache.store._base import inserted_id
 from vxcache.store._engine import (
     SCHEMA_REVISION,
@@ -57,8 +58,20 @@ class Store(WriteMixin, ReadMixin):
     """The SQLite cache: schema, sessions, history, pulls, writes and sync runs."""
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
-        """Open the cache the settings name, creating and migrating it when needed."""
+    def open(
+        cls, settings: Settings, *, migrate: bool = True, create: bool = True
+    ) -> Store:
+        """
+        Open the cache the settings name, migrating it when needed.
+
+        Raises:
+            StoreError: ``create`` is false and there is no cache file yet.
+        """
+        if not create and not settings.cache.db_path.is_file():
+            raise StoreError(
+                f"there is no cache at {settings.cache.db_path}; run `vxcache sync` "
+                "first, or check --db and VXCACHE_DB"
+            )
         store = cls(
             settings.cache.db_path, busy_timeout_seconds=settings.cache.busy_timeout
         )
@@ -131,11 +144,3 @@ class Store(WriteMixin, ReadMixin):
                 select(SyncRun).where(SyncRun.sync_id == sync_id)  # type: ignore[arg-type]
             ).first()
         return SyncRun.model_construct(**row._mapping) if row else None
-
-    def session(self, session_id: str) -> Session | None:
-        """Return the cached session, or None."""
-        with self.reading() as connection:
-            row = connection.execute(
-                select(Session).where(Session.session_id == session_id)  # type: ignore[arg-type]
-            ).first()
-        return Session.model_construct(**row._mapping) if row else None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from vxcache.models import Artifact, Session, SessionVersion, SyncRun, Write
 from vxcache.store._pulls import PullMixin
@@ -66,11 +66,14 @@ class ReadMixin(PullMixin):
         )
         if where.limit is not None:
             query = query.limit(where.limit)
-        with self.reading() as connection:
-            return [
-                Session.model_construct(**row._mapping)
-                for row in connection.execute(query)
-            ]
+        return self._read_sessions(query)
+
+    def session(self, session_id: str) -> Session | None:
+        """Return the cached session, or None."""
+        found = self._read_sessions(
+            select(Session).where(_SESSIONS.c.session_id == session_id)
+        )
+        return found[0] if found else None
 
     def recent_sessions(self, limit: int) -> list[Session]:
         """Return the sessions the node listed last, newest first, as the node would."""
@@ -80,11 +83,27 @@ class ReadMixin(PullMixin):
             .order_by(_SESSIONS.c.started_at.desc(), _SESSIONS.c.session_id)
             .limit(limit)
         )
+        return self._read_sessions(query)
+
+    def _read_sessions(self, query: Select[Session]) -> list[Session]:
+        # A listed session was seen by the latest successful list; that time is
+        # kept once on the sync run rather than rewritten on every row.
+        listed_at = (
+            select(func.max(_RUNS.c.listed_at))
+            .where(_RUNS.c.outcome.in_(("ok", "partial")))
+            .scalar_subquery()
+        )
         with self.reading() as connection:
-            return [
-                Session.model_construct(**row._mapping)
-                for row in connection.execute(query)
-            ]
+            rows = connection.execute(query).all()
+            last_listed = connection.execute(select(listed_at)).scalar()
+        last_listed_at = _RUNS.c.listed_at.type.process_result_value(last_listed, None)
+        sessions = []
+        for row in rows:
+            values = dict(row._mapping)
+            if values["presence"] == "listed" and last_listed_at is not None:
+                values["last_seen_at"] = last_listed_at
+            sessions.append(Session.model_construct(**values))
+        return sessions
 
     def history(self, session_id: str) -> list[SessionVersion]:
         """Return every observed version of a session, oldest first."""
