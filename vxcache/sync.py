@@ -231,11 +231,19 @@ class _SyncRun:
             "the node's list shares no session with the previous one, so sessions "
             f"started between {format_timestamp(self.counts.gap_from) or 'the last sync'} "
             f"and {format_timestamp(self.counts.gap_to) or 'now'} may be missing; "
-            f"sync more often than every {format_duration(self.settings.sync.interval)} "
-            "(sync.interval)"
+            f"sync more often{self._since_last_list()} "
+            f"(sync.interval is {format_duration(self.settings.sync.interval)})"
         )
         self.warnings.append(warning)
         logger.warning("possible gap %s", warning)
+
+    def _since_last_list(self) -> str:
+        last = self.store.freshness().last_success_at
+        if last is None:
+            return ""
+        return (
+            f": the previous list was read {format_duration(_seconds_since(last))} ago"
+        )
 
     def _confirm_missing(self, missing: list[str]) -> None:
         recheck = self.store.recheck_candidates(self.settings.sync.recheck_per_sync)
@@ -327,6 +335,10 @@ class _SyncRun:
                     self.progress(phase, done, total)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _seconds_since(moment: datetime) -> float:
+    return (utc_now() - moment).total_seconds()
 
 
 def _first_of_each(records: list[SessionRecord]) -> list[SessionRecord]:
