@@ -12,22 +12,14 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from vxcache.errors import StoreError
 from vxcache.models import Session, SessionVersion, SyncRun
-from vxcache.records import SessionRecord
+from vxcache.records import SESSION_FIELDS, SessionRecord
 from vxcache.store._base import StoreBase
 from vxcache.store._types import ChangedSession, IndexEntry, ListingChanges
 
 _SESSIONS = Session.__table__  # type: ignore[attr-defined]
 _HISTORY = SessionVersion.__table__  # type: ignore[attr-defined]
 _RUNS = SyncRun.__table__  # type: ignore[attr-defined]
-_FIELDS = (
-    "status",
-    "hostname",
-    "username",
-    "script",
-    "resource_id",
-    "started_at",
-    "ended_at",
-)
+_FIELDS = SESSION_FIELDS[1:]  # everything but the key
 _SESSION_COLUMNS = (
     "session_id",
     *_FIELDS,
