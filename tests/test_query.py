@@ -31,6 +31,7 @@ from vxcache.errors import (
 from vxcache.query import (
     _files,
     _replica,
+    _sandbox,
     _schema,
     refresh_replica,
     replica_path,
@@ -469,6 +470,26 @@ def test_queries_while_another_thread_refreshes_never_fail(
     assert failures == []
     assert counts == sorted(counts)
     assert scalar(offline, "SELECT count(*) FROM sessions") == 16
+
+
+def test_an_instance_whose_replica_was_replaced_while_attaching_is_not_kept(
+    builder: CacheBuilder, offline: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builder.sync(NOW, new=[record("s1")])
+    inode = _sandbox._inode
+    refreshed = []
+
+    def refresh_then_stat(path):  # the first stat is the one after ATTACH
+        if not refreshed:
+            builder.sync(NOW + timedelta(minutes=5), new=[record("s2")])
+            refreshed.append(refresh_replica(builder.db_path))
+        return inode(path)
+
+    monkeypatch.setattr(_sandbox, "_inode", refresh_then_stat)
+
+    counts = [scalar(offline, "SELECT count(*) FROM sessions") for _ in range(2)]
+
+    assert counts == [1, 2]
 
 
 def test_a_query_during_a_sync_sees_the_last_committed_state(

@@ -69,7 +69,10 @@ def open_replica(
     def open_on(replica: Path) -> duckdb.DuckDBPyConnection:
         if is_sandboxed:
             return connect(replica, memory_limit=memory_limit)
-        return open_instance(replica, memory_limit=memory_limit, is_sandboxed=False)
+        _, instance = open_instance(
+            replica, memory_limit=memory_limit, is_sandboxed=False
+        )
+        return instance
 
     info = refresh_replica(db_path)
     try:
@@ -90,11 +93,12 @@ def connect(replica: Path, *, memory_limit: str) -> duckdb.DuckDBPyConnection:
     """
     key = (replica, memory_limit)
     with _instances_lock:
-        inode = _inode(replica)
         cached = _instances.get(key)
-        if cached is None or cached[0] != inode:
-            instance = open_instance(replica, memory_limit=memory_limit)
-            if inode == _inode(replica):  # not replaced while it was attached
+        # A cached instance holds its file open, so no later replica can take
+        # its inode number: the same number at ``replica`` means the same file.
+        if cached is None or cached[0] != _inode(replica):
+            inode, instance = open_instance(replica, memory_limit=memory_limit)
+            if inode is not None:
                 _instances[key] = (inode, instance)
                 if len(_instances) > _MAX_INSTANCES:
                     del _instances[next(iter(_instances))]
@@ -121,12 +125,15 @@ def _inode(path: Path) -> int:
 
 def open_instance(
     replica: Path, *, memory_limit: str, is_sandboxed: bool = True
-) -> duckdb.DuckDBPyConnection:
+) -> tuple[int | None, duckdb.DuckDBPyConnection]:
     """
     Start DuckDB on a replica attached read-only as ``replica``, in UTC.
 
     Sandboxed, the instance then loses access to files, network and
     extensions for good; only vxcache's own code (exports) asks otherwise.
+    Also return the inode of the file it reads, or None if a refresh replaced
+    the file while it was attached: it then reads a whole replica, not known
+    which.
 
     Raises:
         StoreError: the replica cannot be opened.
@@ -144,19 +151,35 @@ def open_instance(
     except duckdb.Error as exc:
         raise StoreError(f"cannot start DuckDB: {_first_line(exc)}") from exc
     try:
-        instance.execute(f"ATTACH {quote_literal(str(replica))} AS replica (READ_ONLY)")
+        inode = _attach(instance, replica)
         instance.execute("USE replica")
         instance.execute("SET GLOBAL TimeZone = 'UTC'")
         if is_sandboxed:
             instance.execute("SET enable_external_access = false")
             instance.execute("SET lock_configuration = true")
-    except duckdb.Error as exc:
+    except (duckdb.Error, OSError) as exc:
         instance.close()
         raise StoreError(
             f"cannot open the query replica {replica}: {_first_line(exc)}"
         ) from exc
 
-    return instance
+    return inode, instance
+
+
+def _attach(instance: duckdb.DuckDBPyConnection, replica: Path) -> int | None:
+    # Told no TYPE, DuckDB opens the file to sniff its type and keeps the
+    # headers it read there, then opens it again to read blocks: a refresh
+    # renaming the next replica over ``replica`` in between gave an instance
+    # one file's headers and another's blocks ("Could not read enough bytes").
+    # With TYPE it opens the file once. Holding the file meanwhile keeps its
+    # inode number from a later replica, so the same number afterwards means
+    # DuckDB opened this file. (Closing ``held`` drops DuckDB's POSIX read
+    # lock, as the refresh's copy does; no one writes a live replica.)
+    with replica.open("rb") as held:
+        inode = os.fstat(held.fileno()).st_ino
+        name = quote_literal(str(replica))
+        instance.execute(f"ATTACH {name} AS replica (TYPE duckdb, READ_ONLY)")
+        return inode if _inode(replica) == inode else None
 
 
 def check_statement(
