@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
-import socket
 import tarfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from tests.conftest import ServedApp
 from vxcache.devnode import DevnodeConfig, Faults, create_app
 
 TOKEN = "test-token"
@@ -83,33 +81,21 @@ def wait_until(check: Callable[[], Any], *, seconds: float = 10.0) -> Any:
 @pytest.fixture
 def devnode_server() -> Iterator[Callable[..., RunningDevnode]]:
     """Start devnodes with uvicorn on free loopback ports; stop them afterwards."""
-    started: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
+    started: list[tuple[ServedApp, httpx.Client]] = []
 
     def start(config: DevnodeConfig | None = None) -> RunningDevnode:
         app = create_app(config or small_config())
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
-        )
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        thread.start()
-        wait_until(lambda: server.started)
-        url = f"http://127.0.0.1:{port}"
+        served = ServedApp(app).start()
         headers = {"Authorization": f"Bearer {app.state.devnode.config.token}"}
-        client = httpx.Client(base_url=url, headers=headers, timeout=10.0)
-        started.append((server, thread, client))
-        return RunningDevnode(url=url, app=app, client=client)
+        client = httpx.Client(base_url=served.url, headers=headers, timeout=10.0)
+        started.append((served, client))
+        return RunningDevnode(url=served.url, app=app, client=client)
 
     yield start
 
-    for server, thread, client in started:
+    for served, client in started:
         client.close()
-        server.should_exit = True
-        thread.join(timeout=10)
+        served.stop()
 
 
 @pytest.fixture
