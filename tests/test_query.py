@@ -30,9 +30,10 @@ from vxcache.errors import (
 )
 from vxcache.query import (
     _files,
+    _instances,
     _replica,
-    _sandbox,
     _schema,
+    open_readonly,
     refresh_replica,
     replica_path,
     run_query,
@@ -476,7 +477,7 @@ def test_an_instance_whose_replica_was_replaced_while_attaching_is_not_kept(
     builder: CacheBuilder, offline: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     builder.sync(NOW, new=[record("s1")])
-    inode = _sandbox._inode
+    inode = _instances.inode_of
     refreshed = []
 
     def refresh_then_stat(path):  # the first stat is the one after ATTACH
@@ -485,11 +486,34 @@ def test_an_instance_whose_replica_was_replaced_while_attaching_is_not_kept(
             refreshed.append(refresh_replica(builder.db_path))
         return inode(path)
 
-    monkeypatch.setattr(_sandbox, "_inode", refresh_then_stat)
+    monkeypatch.setattr(_instances, "inode_of", refresh_then_stat)
 
     counts = [scalar(offline, "SELECT count(*) FROM sessions") for _ in range(2)]
 
     assert counts == [1, 2]
+
+
+def test_a_refreshed_replica_is_attached_to_the_running_instance(
+    builder: CacheBuilder, offline: Settings
+) -> None:
+    builder.sync(NOW, new=[record("s1")])
+    assert scalar(offline, "SELECT count(*) FROM sessions") == 1
+    live = _instances._live[live_key(offline)]
+    before = open_readonly(offline)  # a cursor on the first file
+
+    builder.sync(NOW + timedelta(minutes=5), new=[record("s2")])
+    refresh_replica(builder.db_path)
+    after = scalar(offline, "SELECT count(*) FROM sessions")
+
+    assert after == 2
+    assert _instances._live[live_key(offline)] is live
+    assert live.generation == 2
+    assert before.execute("SELECT count(*) FROM sessions").fetchall() == [(1,)]
+    before.close()
+
+
+def live_key(settings: Settings) -> tuple[Path, str]:
+    return (replica_path(settings.cache.db_path), settings.query.memory_limit)
 
 
 def test_a_query_during_a_sync_sees_the_last_committed_state(
@@ -614,6 +638,11 @@ ESCAPES = {
     "glob": ("SELECT * FROM glob('/etc/*')", "outside the cache"),
     "replacement scan": ("FROM '/etc/passwd'", "does not exist"),
     "the cache file": ("SELECT * FROM read_blob('{db}')", "outside the cache"),
+    "the replica's sidecar": (
+        "SELECT * FROM read_blob('{db}.duckdb.json')",
+        "outside the cache",
+    ),
+    "files beside the replica": ("SELECT * FROM glob('{db}*')", "outside the cache"),
     "http": ("SELECT * FROM read_csv('https://example.com/x.csv')", "query"),
     "getenv": ("SELECT getenv('HOME')", "query failed"),
     "copy out": ("COPY sessions TO '{tmp}/out.csv'", "COPY statements are refused"),

@@ -17,7 +17,6 @@ only place DuckDB's exceptions are translated.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from collections.abc import Mapping
@@ -29,8 +28,8 @@ import duckdb
 
 from vxcache.errors import QueryError, StoreError
 from vxcache.query._files import forget_replica
+from vxcache.query._instances import connect, first_line, start
 from vxcache.query._replica import refresh_replica
-from vxcache.query._schema import quote_literal
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +39,6 @@ _EXPLAIN = re.compile(
 )
 _PIVOT = re.compile(r"(?:un)?pivot(?:_wider|_longer)?\b", re.IGNORECASE)
 _FIRST_WORD = re.compile(r"[A-Za-z_]+")
-
-_MAX_INSTANCES: Final = 4
-_instances_lock = threading.Lock()
-_instances: dict[tuple[Path, str], tuple[int, duckdb.DuckDBPyConnection]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +64,7 @@ def open_replica(
     def open_on(replica: Path) -> duckdb.DuckDBPyConnection:
         if is_sandboxed:
             return connect(replica, memory_limit=memory_limit)
-        _, instance = open_instance(
-            replica, memory_limit=memory_limit, is_sandboxed=False
-        )
-        return instance
+        return start(replica, memory_limit=memory_limit, is_sandboxed=False).instance
 
     info = refresh_replica(db_path)
     try:
@@ -82,104 +74,6 @@ def open_replica(
         forget_replica(info.path)
 
     return open_on(refresh_replica(db_path).path)
-
-
-def connect(replica: Path, *, memory_limit: str) -> duckdb.DuckDBPyConnection:
-    """
-    Return a sandboxed connection on a replica file; the caller closes it.
-
-    Connections share one locked-down DuckDB instance per replica file for as
-    long as the file is not replaced, so most queries skip DuckDB's start-up.
-    """
-    key = (replica, memory_limit)
-    with _instances_lock:
-        cached = _instances.get(key)
-        # A cached instance holds its file open, so no later replica can take
-        # its inode number: the same number at ``replica`` means the same file.
-        if cached is None or cached[0] != _inode(replica):
-            inode, instance = open_instance(replica, memory_limit=memory_limit)
-            if inode is not None:
-                _instances[key] = (inode, instance)
-                if len(_instances) > _MAX_INSTANCES:
-                    del _instances[next(iter(_instances))]
-            else:
-                _instances.pop(key, None)
-        else:
-            instance = cached[1]
-        connection = instance.cursor()
-    try:
-        connection.execute("USE replica")
-    except duckdb.Error as exc:
-        connection.close()
-        raise StoreError(f"cannot open the query replica {replica}: {exc}") from exc
-
-    return connection
-
-
-def _inode(path: Path) -> int:
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return -1
-
-
-def open_instance(
-    replica: Path, *, memory_limit: str, is_sandboxed: bool = True
-) -> tuple[int | None, duckdb.DuckDBPyConnection]:
-    """
-    Start DuckDB on a replica attached read-only as ``replica``, in UTC.
-
-    Sandboxed, the instance then loses access to files, network and
-    extensions for good; only vxcache's own code (exports) asks otherwise.
-    Also return the inode of the file it reads, or None if a refresh replaced
-    the file while it was attached: it then reads a whole replica, not known
-    which.
-
-    Raises:
-        StoreError: the replica cannot be opened.
-    """
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "memory_limit": memory_limit,
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "allow_community_extensions": False,
-        "allow_persistent_secrets": False,
-        "temp_directory": f"{replica}.spill",
-    }
-    try:
-        instance = duckdb.connect(":memory:", config=config)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot start DuckDB: {_first_line(exc)}") from exc
-    try:
-        inode = _attach(instance, replica)
-        instance.execute("USE replica")
-        instance.execute("SET GLOBAL TimeZone = 'UTC'")
-        if is_sandboxed:
-            instance.execute("SET enable_external_access = false")
-            instance.execute("SET lock_configuration = true")
-    except (duckdb.Error, OSError) as exc:
-        instance.close()
-        raise StoreError(
-            f"cannot open the query replica {replica}: {_first_line(exc)}"
-        ) from exc
-
-    return inode, instance
-
-
-def _attach(instance: duckdb.DuckDBPyConnection, replica: Path) -> int | None:
-    # Told no TYPE, DuckDB opens the file to sniff its type and keeps the
-    # headers it read there, then opens it again to read blocks: a refresh
-    # renaming the next replica over ``replica`` in between gave an instance
-    # one file's headers and another's blocks ("Could not read enough bytes").
-    # With TYPE it opens the file once. Holding the file meanwhile keeps its
-    # inode number from a later replica, so the same number afterwards means
-    # DuckDB opened this file. (Closing ``held`` drops DuckDB's POSIX read
-    # lock, as the refresh's copy does; no one writes a live replica.)
-    with replica.open("rb") as held:
-        inode = os.fstat(held.fileno()).st_ino
-        name = quote_literal(str(replica))
-        instance.execute(f"ATTACH {name} AS replica (TYPE duckdb, READ_ONLY)")
-        return inode if _inode(replica) == inode else None
 
 
 def check_statement(
@@ -195,7 +89,7 @@ def check_statement(
     try:
         statements = connection.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"the query is not valid SQL: {_first_line(exc)}") from exc
+        raise QueryError(f"the query is not valid SQL: {first_line(exc)}") from exc
     except ValueError:
         raise QueryError(
             "the query's statement is of a kind vxcache does not run"
@@ -321,7 +215,7 @@ def execute(
 
 def translate_error(exc: duckdb.Error) -> QueryError:
     """Return the QueryError that tells a user why DuckDB refused or failed."""
-    message = _first_line(exc)
+    message = first_line(exc)
     if isinstance(exc, duckdb.PermissionException):
         return QueryError(
             f"the query was refused because it reaches outside the cache: {message}"
@@ -335,7 +229,3 @@ def translate_error(exc: duckdb.Error) -> QueryError:
             f"the query tried to write, and vxcache's SQL is read-only: {message}"
         )
     return QueryError(f"the query failed: {message}")
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
