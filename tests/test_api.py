@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from vxcache.config import Settings
 from vxcache.devnode import DevnodeConfig
 from vxcache.devnode import create_app as create_node_app
 from vxcache.errors import ConfigError
+from vxcache.schedule import claim_schedule
 from vxcache.store import Store
 from vxcache.sync import run_sync
 
@@ -728,6 +730,27 @@ def test_delete_passes_through_with_force_and_is_audited(
 
 
 # -- vxcache serve -------------------------------------------------------------------
+
+
+def test_a_second_server_on_a_scheduled_cache_serves_without_a_scheduler(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vxcache.api")
+    held = claim_schedule(settings)
+    assert held is not None
+    try:
+        app = create_app(settings, schedule=True)
+        served = ServedApp(app, lifespan="on").start()  # the scheduler starts there
+        try:
+            status = httpx.get(f"{served.url}/v1/status", timeout=10)
+        finally:
+            served.stop()
+    finally:
+        held.release()
+
+    assert status.status_code == 200
+    assert "another vxcache process already syncs" in caplog.text
+    assert "scheduler started" not in caplog.text
 
 
 def test_serve_help_says_one_worker() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from vxcache.cli import cli
 from vxcache.cli._app import run_cli
+from vxcache.schedule import claim_schedule
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(
     encoding="utf-8"
@@ -279,3 +280,16 @@ def test_serve_on_a_busy_port_exits_2_before_syncing(vx):
 
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_a_second_schedule_on_the_same_cache_is_refused(vx, settings):
+    held = claim_schedule(settings)
+    assert held is not None
+    try:
+        code, _out, err = vx("sync", "--every", "1m")
+    finally:
+        held.release()
+
+    assert code == 1
+    assert "already syncs" in err
+    assert not settings.cache.db_path.exists()  # refused before any sync

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -604,17 +605,24 @@ def test_a_copied_cache_in_a_read_only_folder_can_be_queried(
     shutil.copy(builder.db_path, folder / "cache.db")
     folder.chmod(0o555)
     if os.geteuid() == 0:  # root writes anyway; pretend it cannot
-        monkeypatch.setattr(_files, "is_writable", lambda _folder: False)
+        monkeypatch.setattr(_files, "is_writable", lambda path: path != folder)
     settings = make_settings(None, folder / "cache.db")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    monkeypatch.setattr(_files, "_private_folders", {})
 
     try:
         result = run_query(settings, "SELECT count(*) FROM sessions")
+        monkeypatch.setattr(_files, "_private_folders", {})  # as a new process would
         info = refresh_replica(folder / "cache.db")
     finally:
         folder.chmod(0o755)
 
     assert result.rows == [(2,)]
     assert info.is_private
+    assert info.path.parent == tmp_path / "user-cache" / "vxcache" / "replicas"
+    assert stat.S_IMODE(info.path.parent.stat().st_mode) == 0o700
+    assert not info.is_rebuilt  # built once, by the first query
     assert not any(path.name.endswith(".duckdb") for path in folder.iterdir())
 
 

@@ -20,7 +20,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from conftest import Devnode, DevnodeFactory, free_port, make_settings
 
 from vxcache.config import Settings, load_settings
-from vxcache.schedule import SYNC_JOB_ID, build_scheduler, stop_on_signals, sync_once
+from vxcache.schedule import (
+    SYNC_JOB_ID,
+    build_scheduler,
+    claim_schedule,
+    stop_on_signals,
+    sync_once,
+)
 from vxcache.sync import SyncSummary
 
 
@@ -264,3 +270,16 @@ def test_signal_shuts_the_scheduler_down(
     while scheduler.running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert scheduler.running is False
+
+
+def test_one_process_at_a_time_may_sync_a_cache_on_a_schedule(timed: Settings) -> None:
+    first = claim_schedule(timed)
+    assert first is not None
+    try:
+        assert claim_schedule(timed) is None
+    finally:
+        first.release()
+    again = claim_schedule(timed)
+
+    assert again is not None
+    again.release()

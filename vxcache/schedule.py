@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from filelock import FileLock, Timeout
 
 from vxcache._time import utc_now
 from vxcache.client import NodeClient
@@ -62,6 +63,23 @@ def sync_once(
             logger.exception("after-sync step failed sync_id=%d", summary.sync_id)
 
     return summary
+
+
+def claim_schedule(settings: Settings) -> FileLock | None:
+    """
+    Take the right to sync a cache on a schedule, or return None if a process has it.
+
+    One schedule per cache is enough: a second ``sync --every`` or ``serve``
+    would only queue behind the first on the sync lock. The claim lasts until
+    the returned lock is released or the process ends.
+    """
+    path = settings.cache.db_path
+    claim = FileLock(str(path.with_name(path.name + ".schedule.lock")), mode=0o600)
+    try:
+        claim.acquire(timeout=0)
+    except Timeout:
+        return None
+    return claim
 
 
 def build_scheduler(

@@ -35,7 +35,7 @@ from vxcache.api._context import ApiContext
 from vxcache.api._errors import install_error_handlers
 from vxcache.config import Settings
 from vxcache.errors import WritesDisabledError
-from vxcache.schedule import build_scheduler
+from vxcache.schedule import build_scheduler, claim_schedule
 
 __all__ = ["WritesDisabledError", "check_exposure", "create_app", "is_loopback"]
 
@@ -90,9 +90,15 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        scheduler = None
+        scheduler, claim = None, None
         if schedule and context.settings.offline:
             logger.info("scheduler off: serving the cache offline")
+        elif schedule and (claim := claim_schedule(context.settings)) is None:
+            logger.warning(
+                "scheduler off: another vxcache process already syncs %s on a "
+                "schedule; this one only serves",
+                context.settings.cache.db_path,
+            )
         elif schedule:
             scheduler = build_scheduler(
                 context.settings, blocking=False, after_sync=context.after_sync
@@ -108,6 +114,8 @@ def _lifespan(
             if scheduler is not None:
                 logger.info("scheduler stopping; a running sync finishes first")
                 await anyio.to_thread.run_sync(lambda: scheduler.shutdown(wait=True))
+            if claim is not None:
+                claim.release()
             context.close()
 
     return lifespan

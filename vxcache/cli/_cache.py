@@ -16,9 +16,9 @@ from vxcache.cli._group import cli, db
 from vxcache.cli._output import print_record
 from vxcache.client import NodeClient
 from vxcache.config import default_config_path, starter_config
-from vxcache.errors import UsageError, VxcacheError
+from vxcache.errors import CacheBusyError, UsageError, VxcacheError
 from vxcache.query import refresh_replica
-from vxcache.schedule import build_scheduler, stop_on_signals
+from vxcache.schedule import build_scheduler, claim_schedule, stop_on_signals
 from vxcache.sync import SyncSummary, run_sync
 
 
@@ -84,6 +84,12 @@ def sync(app: App, no_pull: bool, every: float | None) -> None:
     needs_node(app, "sync")
     settings = app.settings
     if every is not None:
+        claim = claim_schedule(settings)  # held until the process ends
+        if claim is None:
+            raise CacheBusyError(
+                f"another vxcache process already syncs {settings.cache.db_path} on a "
+                "schedule (sync --every or serve); stop it first, or run one `vxcache sync`"
+            )
         scheduler = build_scheduler(
             settings,
             blocking=True,

@@ -5,7 +5,8 @@ Beside a cache ``X/cache.db`` live ``cache.db.duckdb`` (the replica),
 ``cache.db.duckdb.lock`` (held while a refresh writes the next replica) and
 ``cache.db.duckdb.json`` (the sidecar: the replica's identity and watermark,
 so finding nothing new needs no DuckDB). A cache in a folder we cannot write
-gets its replica in a temporary folder private to the process.
+gets its replica in the user's cache folder (``~/.cache/vxcache/replicas`` on
+Linux), or, failing that, in a temporary folder private to the process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import hashlib
 import logging
 import os
 import shutil
@@ -25,7 +27,9 @@ from pathlib import Path
 
 import filelock
 import orjson
+import platformdirs
 
+from vxcache.config import APP_NAME
 from vxcache.errors import CacheBusyError
 from vxcache.query import _schema
 from vxcache.query._load import CacheHeader
@@ -47,7 +51,7 @@ class ReplicaInfo:
     cache_id: str
     rows_copied: int = 0
     is_rebuilt: bool = False
-    is_private: bool = False
+    is_private: bool = False  # kept away from a cache whose folder is read-only
 
 
 def replica_path(db_path: Path) -> Path:
@@ -61,20 +65,40 @@ def is_writable(folder: Path) -> bool:
 
 
 def locate(db_path: Path) -> tuple[Path, bool]:
-    """Return the replica's path, and whether it is private to this process."""
+    """Return the replica's path, and whether it lives away from the cache."""
     if is_writable(db_path.parent):
         return replica_path(db_path), False
-    # DuckDB runs an INSERT inside WITH as a SELECT, so the sandbox relies on
-    # the replica being attached read-only; a private file allows that, where
-    # an in-memory database would stay writable.
+    # A cache in a folder we cannot write (a copy on a read-only share, say)
+    # keeps its replica in this user's cache folder, named after the cache's
+    # path, so only the first query builds it. The replica's identity check
+    # catches another file copied to the same path later. A private file, not
+    # an in-memory database: DuckDB runs an INSERT inside WITH as a SELECT, so
+    # the sandbox relies on the replica being attached read-only.
     key = db_path.resolve()
+    digest = hashlib.sha256(str(key).encode()).hexdigest()[:16]
     with _lock:
         folder = _private_folders.get(key)
         if folder is None:
-            folder = Path(tempfile.mkdtemp(prefix="vxcache-replica-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            folder = _user_replica_folder() or _temporary_folder()
             _private_folders[key] = folder
-    return folder / replica_path(db_path).name, True
+    return folder / f"{digest}-{replica_path(db_path).name}", True
+
+
+def _user_replica_folder() -> Path | None:
+    folder = Path(platformdirs.user_cache_dir(APP_NAME)) / "replicas"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    except OSError as exc:
+        logger.info("no replica folder in the user cache folder: %s", exc)
+        return None
+    return folder if is_writable(folder) else None
+
+
+def _temporary_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="vxcache-replica-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 @contextlib.contextmanager
