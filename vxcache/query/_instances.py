@@ -17,6 +17,7 @@ that file's bytes from SQL shows nothing a query could not select anyway.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 _MAX_INSTANCES: Final = 4
 _lock = threading.Lock()
 _live: dict[tuple[Path, str], _Live] = {}
+_detaching: list[threading.Thread] = []
 
 
 @dataclass(slots=True)
@@ -63,12 +65,21 @@ class _Live:
         if generation > 2:
             # Closing a replaced file makes the kernel free its pages, about
             # 10 ms per 40 MB: off the path of the query that asked.
-            threading.Thread(
+            detaching = threading.Thread(
                 target=_detach,
                 args=(self.instance.cursor(), alias_of(generation - 2)),
                 name="vx-replica-detach",
                 daemon=True,
-            ).start()
+            )
+            detaching.start()
+            _detaching[:] = [*(t for t in _detaching if t.is_alive()), detaching]
+
+
+@atexit.register
+def _finish_detaching() -> None:
+    # A daemon thread still inside DuckDB as the interpreter ends may crash it.
+    while _detaching:
+        _detaching.pop().join(timeout=5)
 
 
 def _detach(cursor: duckdb.DuckDBPyConnection, alias: str) -> None:
