@@ -237,6 +237,20 @@ def test_query_output_to_a_missing_folder_exits_2(vx, tmp_path):
     assert err.startswith("Error: cannot write")
 
 
+def test_tables_round_floats_for_reading_while_csv_keeps_them_exact(vx):
+    vx("sync", "--no-pull")
+    sql = "SELECT 1 / 14 AS rate, 1234567.25 :: DOUBLE AS big"
+
+    table = vx("query", sql)[1]
+    csv_out = vx("query", sql, "--format", "csv")[1]
+
+    assert "0.0714286" in table
+    assert "0.07142857" not in table
+    assert "1234567.2" in table
+    assert "e+" not in table
+    assert csv_out == "rate,big\n0.07142857142857142,1234567.25\n"
+
+
 def test_query_output_file_is_private_csv(vx, tmp_path):
     vx("sync", "--no-pull")
     target = tmp_path / "out.csv"

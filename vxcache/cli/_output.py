@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -45,6 +46,15 @@ def _text(value: Any) -> str:
     return str(plain)
 
 
+def _shown(value: Any) -> str:
+    """Return a cell as a person reads it: floats to six significant digits."""
+    if isinstance(value, float) and math.isfinite(value):
+        text = f"{value:.6g}"
+        # Large numbers in full rather than in exponent form.
+        return f"{value:.1f}" if "e" in text and abs(value) >= 1 else text
+    return _text(value)
+
+
 def _json_default(value: Any) -> Any:
     plain = _plain(value)
     if plain is value:
@@ -81,7 +91,7 @@ def render_rows(
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for row in rows:
             cells = (
-                _text(value).replace("|", "\\|").replace("\n", " ") for value in row
+                _shown(value).replace("|", "\\|").replace("\n", " ") for value in row
             )
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -93,7 +103,7 @@ def render_rows(
 def _render_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     table = Table(*columns, show_edge=False, header_style="bold", pad_edge=False)
     for row in rows:
-        table.add_row(*(_text(value) for value in row))
+        table.add_row(*(_shown(value) for value in row))
     console = Console(file=io.StringIO(), width=max(80, 200), color_system=None)
     console.print(table)
     output = console.file.getvalue()  # type: ignore[attr-defined]
