@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import hypothesis
 import pytest
@@ -754,7 +755,9 @@ def test_a_second_server_on_a_scheduled_cache_serves_without_a_scheduler(
 
 
 def test_serve_help_says_one_worker() -> None:
-    help_text = cli.commands["serve"].get_help(cli.make_context("vxcache", ["serve"]))
+    serve = cli.get_command(click.Context(cli), "serve")
+    assert serve is not None
+    help_text = serve.get_help(cli.make_context("vxcache", ["serve"]))
 
     assert "one uvicorn worker" in " ".join(help_text.split())
 

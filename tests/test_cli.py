@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -12,6 +14,7 @@ import pytest
 
 from vxcache.cli import cli
 from vxcache.cli._app import run_cli
+from vxcache.cli._group import LazyGroup, load_all_commands
 from vxcache.schedule import claim_schedule
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(
@@ -22,12 +25,52 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(
 def all_commands(
     group: click.Group, prefix: str = ""
 ) -> list[tuple[str, click.Command]]:
+    """Every command as ``vxcache --help`` finds it, loading lazy ones."""
+    context = click.Context(group)
     found = []
-    for name, command in sorted(group.commands.items()):
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, f"{prefix}{name} is listed but cannot be loaded"
         found.append((prefix + name, command))
         if isinstance(command, click.Group):
             found.extend(all_commands(command, prefix + name + " "))
     return found
+
+
+def test_each_lazy_command_is_defined_in_the_module_its_group_names() -> None:
+    load_all_commands()
+
+    for group in (cli, *(c for c in cli.commands.values() if isinstance(c, LazyGroup))):
+        assert isinstance(group, LazyGroup)
+        defined = {
+            name: command.callback.__module__
+            for name, command in group.commands.items()
+            if not isinstance(command, click.Group) and command.callback is not None
+        }
+        assert defined == {
+            name: f"vxcache.cli.{module}" for name, module in group.modules.items()
+        }
+
+
+def test_a_query_loads_no_sqlalchemy_httpx_or_uvicorn(vx, db_path):
+    vx("sync", "--no-pull")
+    code = (
+        "import sys\n"
+        "from vxcache.cli import cli\n"
+        "from vxcache.cli._app import run_cli\n"
+        "status = run_cli(cli, ['--db', sys.argv[1], 'query', 'SELECT 1'])\n"
+        "heavy = sorted({'sqlalchemy', 'httpx', 'uvicorn'} & set(sys.modules))\n"
+        "print(status, heavy)\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(db_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert done.stdout.splitlines()[-1] == "0 []"
 
 
 @pytest.mark.parametrize(("name", "command"), all_commands(cli), ids=lambda v: str(v))

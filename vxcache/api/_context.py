@@ -14,10 +14,10 @@ from filelock import Timeout
 from vxcache._time import utc_now
 from vxcache.config import Settings
 from vxcache.errors import CacheBusyError, UpstreamUnavailableError
+from vxcache.freshness import Freshness
 from vxcache.query import refresh_replica
 from vxcache.schedule import sync_once
 from vxcache.store import Store
-from vxcache.store._reads import Freshness
 from vxcache.sync import SyncSummary, sync_lock
 
 logger = logging.getLogger(__name__)

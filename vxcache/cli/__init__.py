@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sys
 
-# Importing a command module registers its commands on the group.
-from vxcache.cli import _cache, _query, _serve, _sessions, _writes  # noqa: F401
 from vxcache.cli._app import run_cli
 from vxcache.cli._group import cli
 

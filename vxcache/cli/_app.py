@@ -9,17 +9,17 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from vxcache._time import utc_now
-from vxcache._units import format_duration
 from vxcache.cli._output import FORMATS
 from vxcache.config import Settings, load_settings
 from vxcache.errors import UpstreamUnavailableError, VxcacheError
 from vxcache.log import configure_logging
-from vxcache.store import Store
+
+if TYPE_CHECKING:
+    from vxcache.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class App:
 
     def open_store(self, *, create: bool = False, migrate: bool = True) -> Store:
         """Open (and migrate) the cache; only commands that fill it may create it."""
+        from vxcache.store import Store  # SQLAlchemy: only for commands that need it
+
         return Store.open(self.settings, create=create, migrate=migrate)
 
     def note(self, message: str) -> None:
@@ -66,19 +68,7 @@ class App:
         self, store: Store, *, refresh_failed: str | None = None
     ) -> None:
         """Print the one staleness line every read ends with."""
-        freshness = store.freshness()
-        if freshness.last_success_at is None:
-            line = "cache never synced"
-        else:
-            age = format_duration(
-                (utc_now() - freshness.last_success_at).total_seconds()
-            )
-            line = f"cached {age} ago"
-        if refresh_failed:
-            line += f"; node unreachable ({refresh_failed})"
-        elif freshness.last_attempt_outcome == "failed":
-            line += f"; last sync failed: {freshness.last_error}"
-        self.note(line)
+        self.note(store.freshness().describe(refresh_failed=refresh_failed))
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)

@@ -44,8 +44,7 @@ def _emit(app: App, result: QueryResult, output: Path | None) -> None:
         app.note(f"wrote {len(result.rows)} rows to {output}")
     if result.truncated:
         app.note("warning: the answer was truncated at the row cap")
-    with app.open_store() as store:
-        app.note_freshness(store)
+    app.note(result.freshness.describe())
 
 
 def _write_file(result: QueryResult, output: Path) -> None:

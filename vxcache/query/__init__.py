@@ -29,10 +29,12 @@ import duckdb
 
 from vxcache.config import Settings
 from vxcache.errors import UsageError
+from vxcache.freshness import Freshness
 from vxcache.query import _sandbox
 from vxcache.query._files import ReplicaInfo, replica_path
 from vxcache.query._replica import refresh_replica
 from vxcache.query._sandbox import check_statement
+from vxcache.query._schema import SUCCESS_LIST
 
 __all__ = [
     "ROW_CAP_FROM_SETTINGS",
@@ -67,6 +69,7 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
     truncated: bool
     as_of_seq: int
+    freshness: Freshness
 
     def as_dicts(self) -> list[dict[str, Any]]:
         """Return the rows as dictionaries keyed by column name."""
@@ -97,7 +100,7 @@ def run_query(
     try:
         statement = check_statement(connection, sql)
         bound = _sandbox.bind_params(statement, params)
-        as_of_seq = _watermark(connection)
+        as_of_seq, freshness = _as_of(connection)
         fetched = _sandbox.execute(
             connection,
             statement,
@@ -114,6 +117,7 @@ def run_query(
         rows=fetched.rows,
         truncated=fetched.truncated,
         as_of_seq=as_of_seq,
+        freshness=freshness,
     )
 
 
@@ -131,9 +135,22 @@ def open_readonly(settings: Settings) -> duckdb.DuckDBPyConnection:
     )
 
 
-def _watermark(connection: duckdb.DuckDBPyConnection) -> int:
+def _as_of(connection: duckdb.DuckDBPyConnection) -> tuple[int, Freshness]:
+    """Return the change number the replica holds, and how old it is."""
     try:
-        rows = connection.execute("SELECT watermark FROM cache.replica_meta").fetchall()
+        rows = connection.execute(_AS_OF).fetchall()
     except duckdb.Error as exc:
         raise _sandbox.translate_error(exc) from exc
-    return int(rows[0][0]) if rows else 0
+    watermark, success_at, attempt_at, outcome, error = rows[0]
+    return int(watermark or 0), Freshness(success_at, attempt_at, outcome, error)
+
+
+_AS_OF: Final = f"""
+SELECT (SELECT max(watermark) FROM cache.replica_meta),
+       (SELECT max(finished_at) FROM cache.sync_runs WHERE outcome IN ({SUCCESS_LIST})),
+       last.finished_at, last.outcome, last.error
+FROM (SELECT 1) LEFT JOIN (
+    SELECT finished_at, outcome, error FROM cache.sync_runs
+    WHERE outcome IS NOT NULL ORDER BY sync_id DESC LIMIT 1
+) AS last ON true
+"""

@@ -15,6 +15,8 @@ import functools
 from dataclasses import dataclass
 from typing import Final
 
+from vxcache.freshness import SUCCESS_OUTCOMES
+
 #: Bumped whenever the views, macros or base-table layout below change, so an
 #: older replica is rebuilt even though the cache's schema revision is the same.
 REPLICA_FORMAT: Final = 1
@@ -126,6 +128,8 @@ CREATE TABLE {BASE_SCHEMA}.replica_meta (
 """
 
 _B = BASE_SCHEMA
+#: The successful sync outcomes, as a SQL list.
+SUCCESS_LIST: Final = ", ".join(f"'{outcome}'" for outcome in SUCCESS_OUTCOMES)
 _SESSION_FIELDS = (
     "status, hostname, username, script, resource_id, started_at, ended_at"
 )
@@ -153,7 +157,7 @@ PUBLIC_DDL: Final = (
 CREATE VIEW sessions AS
 WITH last_listing AS (
     SELECT max(listed_at) AS listed_at FROM {_B}.sync_runs
-    WHERE outcome IN ('ok', 'partial')
+    WHERE outcome IN ({SUCCESS_LIST})
 )
 SELECT s.session_id, s.status, s.hostname, s.username, s.script, s.resource_id,
        s.started_at, s.ended_at,

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
+from vxcache.freshness import SUCCESS_OUTCOMES, Freshness
 from vxcache.models import Artifact, Session, SessionVersion, SyncRun, Write
 from vxcache.store._pulls import PullMixin
 
@@ -30,16 +31,6 @@ class SessionFilter:
     until: datetime | None = None
     limit: int | None = 100
     offset: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Freshness:
-    """How old the cache's view of the node is."""
-
-    last_success_at: datetime | None
-    last_attempt_at: datetime | None
-    last_attempt_outcome: str | None
-    last_error: str | None
 
 
 class ReadMixin(PullMixin):
@@ -90,7 +81,7 @@ class ReadMixin(PullMixin):
         # kept once on the sync run rather than rewritten on every row.
         listed_at = (
             select(func.max(_RUNS.c.listed_at))
-            .where(_RUNS.c.outcome.in_(("ok", "partial")))
+            .where(_RUNS.c.outcome.in_(SUCCESS_OUTCOMES))
             .scalar_subquery()
         )
         with self.reading() as connection:
@@ -141,7 +132,7 @@ class ReadMixin(PullMixin):
         finished = _RUNS.c.finished_at
         with self.reading() as connection:
             success = connection.execute(
-                select(func.max(finished)).where(_RUNS.c.outcome.in_(("ok", "partial")))
+                select(func.max(finished)).where(_RUNS.c.outcome.in_(SUCCESS_OUTCOMES))
             ).scalar()
             last = connection.execute(
                 select(finished, _RUNS.c.outcome, _RUNS.c.error)
