@@ -513,6 +513,34 @@ def test_a_refreshed_replica_is_attached_to_the_running_instance(
     before.close()
 
 
+def test_a_refresh_in_this_process_moves_its_instance_to_the_new_file(
+    builder: CacheBuilder, offline: Settings
+) -> None:
+    builder.sync(NOW, new=[record("s1")])
+    scalar(offline, "SELECT count(*) FROM sessions")
+    live = _instances._live[live_key(offline)]
+
+    builder.sync(NOW + timedelta(minutes=5), new=[record("s2")])
+    refresh_replica(builder.db_path)
+
+    assert live.generation == 2  # before any query asked
+    assert live.is_current()
+
+
+def test_a_query_knows_the_last_success_and_the_last_failure(
+    builder: CacheBuilder, offline: Settings
+) -> None:
+    builder.sync(NOW, new=[record("s1")])
+    builder.sync(NOW + timedelta(minutes=5), outcome="failed", error="node said 502")
+
+    freshness = run_query(offline, "SELECT 1").freshness
+
+    assert freshness.last_success_at == NOW
+    assert freshness.last_attempt_at == NOW + timedelta(minutes=5)
+    assert freshness.last_attempt_outcome == "failed"
+    assert "last sync failed: node said 502" in freshness.describe()
+
+
 def live_key(settings: Settings) -> tuple[Path, str]:
     return (replica_path(settings.cache.db_path), settings.query.memory_limit)
 

@@ -34,7 +34,6 @@ from vxcache.query import _sandbox
 from vxcache.query._files import ReplicaInfo, replica_path
 from vxcache.query._replica import refresh_replica
 from vxcache.query._sandbox import check_statement
-from vxcache.query._schema import SUCCESS_LIST
 
 __all__ = [
     "ROW_CAP_FROM_SETTINGS",
@@ -141,16 +140,13 @@ def _as_of(connection: duckdb.DuckDBPyConnection) -> tuple[int, Freshness]:
         rows = connection.execute(_AS_OF).fetchall()
     except duckdb.Error as exc:
         raise _sandbox.translate_error(exc) from exc
+    if not rows:
+        return 0, Freshness(None, None, None, None)
     watermark, success_at, attempt_at, outcome, error = rows[0]
-    return int(watermark or 0), Freshness(success_at, attempt_at, outcome, error)
+    return int(watermark), Freshness(success_at, attempt_at, outcome, error)
 
 
-_AS_OF: Final = f"""
-SELECT (SELECT max(watermark) FROM cache.replica_meta),
-       (SELECT max(finished_at) FROM cache.sync_runs WHERE outcome IN ({SUCCESS_LIST})),
-       last.finished_at, last.outcome, last.error
-FROM (SELECT 1) LEFT JOIN (
-    SELECT finished_at, outcome, error FROM cache.sync_runs
-    WHERE outcome IS NOT NULL ORDER BY sync_id DESC LIMIT 1
-) AS last ON true
+_AS_OF: Final = """
+SELECT watermark, last_success_at, last_attempt_at, last_attempt_outcome, last_error
+FROM cache.replica_meta
 """

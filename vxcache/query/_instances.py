@@ -132,6 +132,28 @@ def connect(replica: Path, *, memory_limit: str) -> duckdb.DuckDBPyConnection:
     return cursor
 
 
+def follow(replica: Path) -> None:
+    """
+    Attach the file a refresh in this process just wrote to this process's instances.
+
+    ``serve`` refreshes after each scheduled sync; its queries then start on
+    the new file without paying for the attach. A failure is left for the
+    next query to meet and report. If a query is opening an instance right
+    now, following is left to the next query, which checks anyway.
+    """
+    if not _lock.acquire(blocking=False):
+        return
+    try:
+        for (path, _), live in list(_live.items()):
+            if path == replica and not live.is_current():
+                try:
+                    live.advance()
+                except (duckdb.Error, OSError) as exc:
+                    logger.info("query instance left behind on %s: %s", replica, exc)
+    finally:
+        _lock.release()
+
+
 def start(replica: Path, *, memory_limit: str, is_sandboxed: bool = True) -> _Live:
     """
     Start DuckDB on a replica attached read-only as ``replica``, in UTC.

@@ -27,7 +27,7 @@ from typing import Final
 import duckdb
 
 from vxcache.errors import MigrationError, StoreError
-from vxcache.query import _files, _schema
+from vxcache.query import _files, _instances, _schema
 from vxcache.query._files import ReplicaInfo
 from vxcache.query._load import (
     CacheHeader,
@@ -84,6 +84,7 @@ def refresh_replica(
         if stale is not None:
             return stale.info(path, is_private=is_private)
         info = _refresh_locked(db_path, path)
+    _instances.follow(path)
 
     return replace(info, is_private=is_private)
 
@@ -143,7 +144,7 @@ def _fill_scratch(
                 copied += chunk.num_rows
         cursor.execute(f"DELETE FROM {_META}")
         cursor.execute(
-            f"INSERT INTO {_META} VALUES (?, ?, ?, ?, now())",
+            _schema.META_INSERT,
             [_schema.REPLICA_FORMAT, header.revision, header.cache_id, header.seq],
         )
         cursor.execute("COMMIT")

@@ -19,7 +19,7 @@ from vxcache.freshness import SUCCESS_OUTCOMES
 
 #: Bumped whenever the views, macros or base-table layout below change, so an
 #: older replica is rebuilt even though the cache's schema revision is the same.
-REPLICA_FORMAT: Final = 1
+REPLICA_FORMAT: Final = 2
 
 #: The DuckDB schema holding the copied tables.
 BASE_SCHEMA: Final = "cache"
@@ -123,13 +123,28 @@ CREATE TABLE {BASE_SCHEMA}.replica_meta (
     revision VARCHAR NOT NULL,
     cache_id VARCHAR NOT NULL,
     watermark BIGINT NOT NULL,
-    refreshed_at TIMESTAMPTZ NOT NULL
+    refreshed_at TIMESTAMPTZ NOT NULL,
+    last_success_at TIMESTAMPTZ,
+    last_attempt_at TIMESTAMPTZ,
+    last_attempt_outcome VARCHAR,
+    last_error VARCHAR
 )
 """
 
 _B = BASE_SCHEMA
-#: The successful sync outcomes, as a SQL list.
-SUCCESS_LIST: Final = ", ".join(f"'{outcome}'" for outcome in SUCCESS_OUTCOMES)
+_SUCCESS = ", ".join(f"'{outcome}'" for outcome in SUCCESS_OUTCOMES)
+
+#: Records what a replica holds: its identity, watermark, and how fresh the
+#: cache was, so a query reads its staleness from one row.
+META_INSERT: Final = f"""
+INSERT INTO {_B}.replica_meta
+SELECT ?, ?, ?, ?, now(),
+       max(finished_at) FILTER (WHERE outcome IN ({_SUCCESS})),
+       arg_max(finished_at, sync_id) FILTER (WHERE outcome IS NOT NULL),
+       arg_max(outcome, sync_id) FILTER (WHERE outcome IS NOT NULL),
+       arg_max(error, sync_id) FILTER (WHERE outcome IS NOT NULL)
+FROM {_B}.sync_runs
+"""
 _SESSION_FIELDS = (
     "status, hostname, username, script, resource_id, started_at, ended_at"
 )
@@ -157,7 +172,7 @@ PUBLIC_DDL: Final = (
 CREATE VIEW sessions AS
 WITH last_listing AS (
     SELECT max(listed_at) AS listed_at FROM {_B}.sync_runs
-    WHERE outcome IN ({SUCCESS_LIST})
+    WHERE outcome IN ({_SUCCESS})
 )
 SELECT s.session_id, s.status, s.hostname, s.username, s.script, s.resource_id,
        s.started_at, s.ended_at,
