@@ -823,14 +823,16 @@ def _error_texts(call: Callable[[], object]) -> list[str]:
 def test_every_timestamp_form_reads_as_aware_utc(wire, expected):
     item = {"session_id": "ses_1", "status": "succeeded", "ended_at": wire}
 
-    [record] = parse_session_list([item])
+    [record] = parse_session_list([item]).records
 
     assert record.ended_at == expected
     assert record.ended_at is None or record.ended_at.tzinfo == UTC
 
 
 def test_an_absent_timestamp_reads_as_none():
-    [record] = parse_session_list([{"session_id": "ses_1", "status": "running"}])
+    [record] = parse_session_list(
+        [{"session_id": "ses_1", "status": "running"}]
+    ).records
 
     assert record.started_at is None
     assert record.ended_at is None
@@ -853,7 +855,7 @@ SESSION = {"session_id": "ses_1", "status": "succeeded"}
     ids=["bare", "sessions", "items", "data", "results", "single-list", "nested"],
 )
 def test_every_collection_shape_yields_the_sessions(answer):
-    records = parse_session_list(answer)
+    records = parse_session_list(answer).records
 
     assert [record.session_id for record in records] == ["ses_1"]
 
@@ -864,7 +866,54 @@ def test_every_collection_shape_yields_the_sessions(answer):
     ids=["null", "empty-array", "null-member", "empty-member"],
 )
 def test_an_empty_collection_yields_no_sessions(answer):
-    assert parse_session_list(answer) == []
+    assert len(parse_session_list(answer)) == 0
+
+
+def test_items_with_a_known_digest_are_counted_but_not_parsed():
+    first = parse_session_list([SESSION, {"session_id": "ses_2", "status": "ok"}])
+    known = {record.session_id: record.wire_digest for record in first.records}
+    changed = {"session_id": "ses_2", "status": "failed"}
+
+    again = parse_session_list([SESSION, changed], known=known)
+
+    assert again.unchanged == ["ses_1"]
+    assert [record.status for record in again.records] == ["failed"]
+    assert again.records[0].wire_digest not in (None, known["ses_2"])
+
+
+def test_a_reordered_item_is_parsed_again_and_reads_the_same():
+    [record] = parse_session_list([SESSION]).records
+    reordered = {"status": "succeeded", "session_id": "ses_1"}
+
+    again = parse_session_list([reordered], known={"ses_1": record.wire_digest})
+
+    assert again.unchanged == []
+    assert again.records[0].fingerprint == record.fingerprint
+
+
+def test_a_known_id_with_another_digest_is_parsed_and_checked():
+    bad = {"session_id": "ses_1", "status": 3}
+
+    with pytest.raises(ValueError, match=r"index 0.*ses_1"):
+        parse_session_list([bad], known={"ses_1": b"x" * 16})
+
+
+def test_a_repeated_session_is_kept_once_and_reported():
+    changed = {"session_id": "ses_1", "status": "failed"}
+
+    listing = parse_session_list([SESSION, changed, SESSION])
+
+    assert [record.status for record in listing.records] == ["succeeded"]
+    assert listing.duplicates == ["ses_1", "ses_1"]
+
+
+def test_an_integer_past_64_bits_gets_no_digest_and_is_always_parsed():
+    item = {**SESSION, "build": 2**70}
+
+    [record] = parse_session_list([item]).records
+
+    assert record.wire_digest is None
+    assert record.extra == {"build": 2**70}
 
 
 def test_a_bad_item_names_its_index_and_session():

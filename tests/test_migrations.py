@@ -77,7 +77,7 @@ def test_open_refuses_a_cache_newer_than_the_code(db_path: Path) -> None:
     settings = make_settings(None, db_path)
 
     with pytest.raises(
-        MigrationError, match=r"newer than this vxcache \(0001\); upgrade"
+        MigrationError, match=rf"newer than this vxcache \({SCHEMA_REVISION}\); upgrade"
     ):
         Store.open(settings)
 

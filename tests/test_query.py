@@ -42,6 +42,7 @@ from vxcache.query import (
 from vxcache.query.export import export_snapshot
 from vxcache.records import SessionRecord
 from vxcache.store import (
+    SCHEMA_REVISION,
     ArtifactInput,
     ListingChanges,
     PullInput,
@@ -973,7 +974,7 @@ def test_export_writes_every_relation_and_a_manifest(
     stored = orjson.loads((target / "manifest.json").read_bytes())
     assert stored["row_counts"] == expected
     assert stored["change_seq"] == builder.store.change_seq()
-    assert stored["schema_revision"] == "0001"
+    assert stored["schema_revision"] == SCHEMA_REVISION
     assert stored["as_of"].endswith("Z")
     history = pq.read_table(target / "session_history.parquet")
     assert history.num_rows == 3

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
+from alembic.config import Config
 from conftest import Devnode, DevnodeFactory, make_settings
 
 from vxcache._time import format_timestamp, parse_timestamp
@@ -35,7 +37,9 @@ from vxcache.errors import (
     UpstreamError,
 )
 from vxcache.pulls import pull_input
+from vxcache.records import SessionListing
 from vxcache.store import Store
+from vxcache.store._engine import create_sqlite_engine, migrations_folder
 from vxcache.store._reads import SessionFilter
 from vxcache.sync import SyncSummary, refresh_session, run_sync, sync_lock
 from vxcache.terraform import REDACTED
@@ -78,6 +82,21 @@ def settings_for(
         return settings
     node_settings = settings.node.model_copy(update={"max_attempts": max_attempts})
     return settings.model_copy(update={"node": node_settings})
+
+
+def shrink_window(node: Devnode, window: int) -> None:
+    admin(node, "PUT", "settings", json={"window": window})
+
+
+def downgrade(db_path: Path, revision: str) -> None:
+    """Take a cache back to an older schema revision, as an older vxcache left it."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_folder()))
+    engine = create_sqlite_engine(db_path, busy_timeout_seconds=5)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    engine.dispose()
 
 
 def sync(settings: Settings, **options: Any) -> SyncSummary:
@@ -307,11 +326,72 @@ def test_unknown_fields_alone_make_no_version(
     assert versions == 1
 
 
+# -- parsing only what changed ---------------------------------------------------
+
+
+def known_digests(settings: Settings) -> dict[str, bytes]:
+    with Store.open(settings) as store:
+        index = store.session_index()
+    return {sid: entry.wire_digest for sid, entry in index.items() if entry.wire_digest}
+
+
+def listing_now(settings: Settings, known: dict[str, bytes]) -> SessionListing:
+    with NodeClient(settings.node) as client:
+        return client.read_listing(known)
+
+
+def test_a_resync_parses_only_the_sessions_whose_items_changed(
+    node: Devnode, list_only: Settings
+) -> None:
+    sync(list_only)
+    ids = listed_ids(node)
+    patch(node, ids[3], status="scripted")
+
+    listing = listing_now(list_only, known_digests(list_only))
+
+    assert [record.session_id for record in listing.records] == [ids[3]]
+    assert sorted(listing.unchanged) == sorted(set(ids) - {ids[3]})
+
+
+def test_a_cache_from_before_wire_digests_learns_them_without_new_versions(
+    node: Devnode, list_only: Settings
+) -> None:
+    db_path = list_only.cache.db_path
+    sync(list_only)
+    downgrade(db_path, "0001")
+    before = query(db_path, "SELECT session_id, version, change_seq FROM sessions")
+
+    sync(list_only)
+
+    after = query(db_path, "SELECT session_id, version, change_seq FROM sessions")
+    assert sorted(after) == sorted(before)
+    assert len(listing_now(list_only, known_digests(list_only)).records) == 0
+
+
+def test_a_version_seen_by_show_is_checked_again_when_relisted(
+    node: Devnode, list_only: Settings
+) -> None:
+    sync(list_only)
+    session_id = listed_ids(node)[-1]
+    first_status = scalar(
+        list_only.cache.db_path,
+        "SELECT status FROM sessions WHERE session_id = ?",
+        session_id,
+    )
+    shrink_window(node, 4)
+    patch(node, session_id, status="scripted")
+    sync(list_only)
+    patch(node, session_id, status=first_status)
+    shrink_window(node, 10)
+
+    sync(list_only)
+
+    with Store.open(list_only) as store:
+        statuses = [version.status for version in store.history(session_id)]
+    assert statuses == [first_status, "scripted", first_status]
+
+
 # -- listed, aged out, gone ------------------------------------------------------
-
-
-def shrink_window(node: Devnode, window: int) -> None:
-    admin(node, "PUT", "settings", json={"window": window})
 
 
 def test_sessions_off_the_list_are_aged_out(node: Devnode, list_only: Settings) -> None:

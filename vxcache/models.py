@@ -51,6 +51,12 @@ def _text(*, nullable: bool = True) -> Any:
     return Field(default=None, sa_column=Column(Text(), nullable=nullable))
 
 
+#: Columns of ``sessions`` that are vxcache's bookkeeping, never shown to users.
+SESSION_BOOKKEEPING = frozenset(
+    {"fingerprint", "wire_digest", "change_seq", "pull_wanted"}
+)
+
+
 class Session(SQLModel, table=True):
     """The current state of every session ever seen."""
 
@@ -66,6 +72,12 @@ class Session(SQLModel, table=True):
     ended_at: datetime | None = _at()
     extra: str | None = _text()
     fingerprint: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
+    # The list item this session's fields were last written from, as a digest of
+    # its bytes: a list item with the same digest needs no parsing. NULL when
+    # the fields came from elsewhere (show, a refresh).
+    wire_digest: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary(), nullable=True)
+    )
     version: int = 1
     first_seen_at: datetime = _at(nullable=False)
     last_seen_at: datetime | None = _at()

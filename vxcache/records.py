@@ -32,6 +32,29 @@ _OPTIONAL_TEXT = ("hostname", "username", "script", "resource_id")
 _KNOWN = frozenset(SESSION_FIELDS)
 
 
+@dataclass(slots=True)
+class SessionListing:
+    """
+    A list answer, each session once, in the node's order.
+
+    ``records`` are the sessions that were parsed; ``unchanged`` are the ids of
+    the rest, whose items were byte for byte the ones the caller said it had
+    (so their records are the caller's already). ``duplicates`` are ids the
+    list repeated; the first of each was kept.
+    """
+
+    records: list[SessionRecord] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.unchanged)
+
+    def session_ids(self) -> set[str]:
+        """Return the id of every listed session."""
+        return {record.session_id for record in self.records}.union(self.unchanged)
+
+
 class RecordShapeError(ValueError):
     """A session object from the node has a field of the wrong type."""
 
@@ -49,6 +72,9 @@ class SessionRecord:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: A digest of the list item this record was parsed from (see
+    #: :func:`wire_digest`); None for records from anywhere else.
+    wire_digest: bytes | None = field(default=None, repr=False, compare=False)
     # Kept after first use: a sync asks for it when diffing and again when writing.
     _fingerprint: bytes | None = field(
         default=None, init=False, repr=False, compare=False
@@ -92,9 +118,24 @@ class SessionRecord:
         return wire
 
 
-def parse_session(item: object) -> SessionRecord:
+def wire_digest(item: Mapping[str, Any]) -> bytes | None:
     """
-    Parse one session object from the node.
+    Return a digest of a session object exactly as the node sent it.
+
+    Equal digests mean equal items, key order included, so an item whose digest
+    matches the one a session was last written from needs no parsing at all.
+    None for the rare item orjson cannot render (an integer past 64 bits).
+    """
+    try:
+        rendered = orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        return None
+    return hashlib.blake2b(rendered, digest_size=16).digest()
+
+
+def parse_session(item: object, *, digest: bytes | None = None) -> SessionRecord:
+    """
+    Parse one session object from the node; ``digest`` is its :func:`wire_digest`.
 
     Raises:
         RecordShapeError: the item is not an object, lacks ``session_id`` or
@@ -142,4 +183,5 @@ def parse_session(item: object) -> SessionRecord:
         username=username,
         script=script,
         resource_id=resource_id,
+        wire_digest=digest,
     )

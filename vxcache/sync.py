@@ -26,7 +26,7 @@ from vxcache.client import NodeClient
 from vxcache.config import Settings
 from vxcache.errors import CacheBusyError, SessionNotFoundError, UpstreamError
 from vxcache.pulls import pull_input
-from vxcache.records import SessionRecord
+from vxcache.records import SessionListing, SessionRecord
 from vxcache.store import IndexEntry, ListingChanges, Store, SyncCounts
 from vxcache.store._types import ChangedSession
 
@@ -169,12 +169,18 @@ class _SyncRun:
         index = self.store.session_index()
         stale = self.store.stale_since()
         listed_at = utc_now()
-        records = _first_of_each(self.client.list_sessions())
+        known = {sid: e.wire_digest for sid, e in index.items() if e.wire_digest}
+        listing = self.client.read_listing(known)
+        for session_id in listing.duplicates:
+            logger.warning(
+                "duplicate session in list session=%s; first kept", session_id
+            )
         if after_list is not None:
             after_list()
-        self._check_gap(index, records)
+        listed_ids = listing.session_ids()
+        self._check_gap(index, listing, listed_ids)
 
-        changes = _diff(records, index, stale, listed_at)
+        changes = _diff(listing, index, stale, listed_at)
         with_pull = self.store.pull_basis(c.record.session_id for c in changes.changed)
         changes.changed = [
             _with_pull_flag(change, with_pull.get(change.record.session_id))
@@ -193,11 +199,10 @@ class _SyncRun:
             changes = changes.without(overtaken)
 
         self.counts.listed_at = listed_at
-        self.counts.listed = len(records)
+        self.counts.listed = len(listing)
         self.counts.new = len(changes.new)
         self.counts.changed = len(changes.changed)
-        self.counts.unchanged = len(records) - len(changes.new) - len(changes.changed)
-        listed_ids = {record.session_id for record in records}
+        self.counts.unchanged = len(listing) - len(changes.new) - len(changes.changed)
 
         return [
             sid
@@ -206,21 +211,22 @@ class _SyncRun:
         ]
 
     def _check_gap(
-        self, index: dict[str, IndexEntry], records: list[SessionRecord]
+        self,
+        index: dict[str, IndexEntry],
+        listing: SessionListing,
+        listed_ids: set[str],
     ) -> None:
         previous = {sid for sid, entry in index.items() if entry.presence == "listed"}
         earlier: dict[str, datetime | None] | None = None
-        if not previous and records:
+        if not previous and listed_ids:
             # The latest list was empty: compare with the latest one that was not.
             earlier = self.store.last_nonempty_list()
             previous = set(earlier)
-        if not previous or not records:
+        if not previous or not listed_ids or not previous.isdisjoint(listed_ids):
             return
-        if any(record.session_id in previous for record in records):
-            return
-        starts = [
-            record.started_at for record in records if record.started_at is not None
-        ]
+        starts = [r.started_at for r in listing.records if r.started_at is not None]
+        # Unparsed sessions are as the cache has them, start included.
+        starts.extend(self.store.started_at_of(listing.unchanged))
         if earlier is None:
             self.counts.gap_from = self.store.newest_listed_start()
         else:
@@ -341,47 +347,50 @@ def _seconds_since(moment: datetime) -> float:
     return (utc_now() - moment).total_seconds()
 
 
-def _first_of_each(records: list[SessionRecord]) -> list[SessionRecord]:
-    seen: set[str] = set()
-    unique = []
-    for record in records:
-        if record.session_id in seen:
-            logger.warning(
-                "duplicate session in list session=%s; first kept", record.session_id
-            )
-            continue
-        seen.add(record.session_id)
-        unique.append(record)
-    return unique
-
-
 def _diff(
-    records: list[SessionRecord],
+    listing: SessionListing,
     index: dict[str, IndexEntry],
     stale: dict[str, datetime],
     listed_at: datetime,
 ) -> ListingChanges:
     """Return what the list changes, leaving alone what a later write changed."""
     changes = ListingChanges()
-    for record in records:
+    for record in listing.records:
         entry = index.get(record.session_id)
         if entry is None:
             changes.new.append(record)
-            continue
-        stale_since = stale.get(record.session_id)
-        if stale_since is not None:
-            if stale_since >= listed_at:
-                # A write landed after this list was requested: the list is older
-                # than what the write did, so it must not overwrite or clear it.
-                continue
-            changes.refreshed.append(record.session_id)
-        if entry.presence != "listed":
-            changes.relisted.append(record.session_id)
-        if record.fingerprint != entry.fingerprint:
-            changes.changed.append(
-                ChangedSession(record, entry.version + 1, wants_pull=False)
-            )
+        elif _note_listed(changes, record.session_id, entry, stale, listed_at):
+            if record.fingerprint != entry.fingerprint:
+                changes.changed.append(
+                    ChangedSession(record, entry.version + 1, wants_pull=False)
+                )
+            elif entry.wire_digest is None and record.wire_digest is not None:
+                changes.digests.append(record)
+    for session_id in listing.unchanged:
+        _note_listed(changes, session_id, index[session_id], stale, listed_at)
+
     return changes
+
+
+def _note_listed(
+    changes: ListingChanges,
+    session_id: str,
+    entry: IndexEntry,
+    stale: dict[str, datetime],
+    listed_at: datetime,
+) -> bool:
+    """Note a cached session's presence in the list; False when a later write wins."""
+    stale_since = stale.get(session_id)
+    if stale_since is not None:
+        if stale_since >= listed_at:
+            # A write landed after this list was requested: the list is older
+            # than what the write did, so it must not overwrite or clear it.
+            return False
+        changes.refreshed.append(session_id)
+    if entry.presence != "listed":
+        changes.relisted.append(session_id)
+
+    return True
 
 
 def _change_of(

@@ -15,7 +15,7 @@ from vxcache._time import parse_timestamp
 from vxcache.api._context import Context
 from vxcache.api._render import envelope
 from vxcache.errors import RecordNotFoundError
-from vxcache.models import Artifact, Session, SessionVersion
+from vxcache.models import SESSION_BOOKKEEPING, Artifact, Session, SessionVersion
 from vxcache.store._reads import SessionFilter
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -23,7 +23,6 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 MAX_PAGE = 10_000
 # Offsets past this are no page anyone wants, and SQLite integers end at 2**63.
 MAX_OFFSET = 2**31
-_HIDDEN = {"fingerprint", "change_seq", "pull_wanted"}
 _SAFE_CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*$")
 
 
@@ -44,7 +43,7 @@ def _decoded_extra(extra: str | None) -> Any:
 
 def session_data(session: Session) -> dict[str, Any]:
     """Return a cached session as the API shows it: unknown fields as an object."""
-    data = session.model_dump(exclude=_HIDDEN)
+    data = session.model_dump(exclude=set(SESSION_BOOKKEEPING))
     data["extra"] = _decoded_extra(session.extra)
     return data
 

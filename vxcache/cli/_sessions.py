@@ -21,7 +21,7 @@ from vxcache.errors import (
     UpstreamRejectedError,
 )
 from vxcache.exporting import export_artifacts
-from vxcache.models import Session
+from vxcache.models import SESSION_BOOKKEEPING, Session
 from vxcache.store._reads import SessionFilter
 from vxcache.sync import refresh_session
 
@@ -51,8 +51,7 @@ def _timestamp(
 
 def session_record(session: Session) -> dict[str, Any]:
     """Return a session as the read commands print it."""
-    record = session.model_dump(exclude={"fingerprint", "change_seq", "pull_wanted"})
-    return record
+    return session.model_dump(exclude=set(SESSION_BOOKKEEPING))
 
 
 @command_with_options(sessions, name="list")

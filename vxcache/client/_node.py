@@ -6,7 +6,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -22,7 +22,7 @@ from vxcache.client._payload import (
 )
 from vxcache.config import NodeSettings
 from vxcache.errors import ConfigError
-from vxcache.records import SessionRecord
+from vxcache.records import SessionListing, SessionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -100,15 +100,29 @@ class NodeClient:
         Raises:
             UpstreamError: the node is unreachable, refused, or answered badly.
         """
+        return self.read_listing().records
+
+    def read_listing(self, known: Mapping[str, bytes] | None = None) -> SessionListing:
+        """
+        Return the node's recent sessions, parsing only items not in ``known``.
+
+        ``known`` maps session ids to the wire digest of the item each was last
+        written from (``SessionRecord.wire_digest``); see ``SessionListing``.
+
+        Raises:
+            UpstreamError: the node is unreachable, refused, or answered badly.
+        """
         route = self._route("list")
         _, value = self._wire.read(route)
         try:
-            records = parse_session_list(value)
+            listing = parse_session_list(value, known=known)
         except ShapeError as exc:
             raise self._wire.failures.shape(route, str(exc)) from exc
-        logger.debug("sessions listed count=%d", len(records))
+        logger.debug(
+            "sessions listed count=%d parsed=%d", len(listing), len(listing.records)
+        )
 
-        return records
+        return listing
 
     def show_session(self, session_id: str) -> SessionRecord:
         """

@@ -12,13 +12,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from vxcache.errors import StateFormatError
-from vxcache.records import RecordShapeError, SessionRecord, parse_session
+from vxcache.records import (
+    RecordShapeError,
+    SessionListing,
+    SessionRecord,
+    parse_session,
+    wire_digest,
+)
 from vxcache.terraform import load_state
 
 # A run of 19 digits may be an integer past 64 bits, which orjson silently
@@ -116,22 +123,41 @@ def decode_json(body: bytes) -> Any:
         raise NotJsonError("JSON nested too deeply") from exc
 
 
-def parse_session_list(value: Any) -> list[SessionRecord]:
+def parse_session_list(
+    value: Any, *, known: Mapping[str, bytes] | None = None
+) -> SessionListing:
     """
     Return the sessions of a list answer, bare or wrapped in an object.
+
+    ``known`` maps session ids to the :func:`~vxcache.records.wire_digest` of
+    items already parsed once; an item with the same digest is only counted
+    in ``unchanged``, which spares a sync most of its parsing.
 
     Raises:
         ShapeError: no list of sessions is found, or an item is not a session.
     """
     items = _find_collection(value, depth=2)
-    records = []
+    known = known or {}
+    listing = SessionListing()
+    seen: set[str] = set()
     for index, item in enumerate(items):
+        session_id = item.get("session_id") if isinstance(item, dict) else None
+        digest = None
+        if isinstance(session_id, str):
+            if session_id in seen:
+                listing.duplicates.append(session_id)
+                continue
+            seen.add(session_id)
+            digest = wire_digest(item)
+            if digest is not None and known.get(session_id) == digest:
+                listing.unchanged.append(session_id)
+                continue
         try:
-            records.append(parse_session(item))
+            listing.records.append(parse_session(item, digest=digest))
         except RecordShapeError as exc:
             raise ShapeError(f"the session at index {index}: {exc}") from exc
 
-    return records
+    return listing
 
 
 def parse_session_answer(value: Any, *, session_id: str) -> SessionRecord:

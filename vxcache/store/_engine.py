@@ -17,7 +17,7 @@ from vxcache.errors import MigrationError, StoreError
 logger = logging.getLogger(__name__)
 
 #: The newest migration this vxcache knows; a test keeps it equal to Alembic's head.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 def describe_db_error(exc: SQLAlchemyError) -> str:

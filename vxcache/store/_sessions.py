@@ -25,6 +25,7 @@ _SESSION_COLUMNS = (
     *_FIELDS,
     "extra",
     "fingerprint",
+    "wire_digest",
     "version",
     "first_seen_at",
     "last_seen_at",
@@ -56,11 +57,30 @@ def _insert_sql(table: Any, columns: Sequence[str]) -> str:
 
 # Bulk inserts and the index read go to the driver as plain tuples: SQLAlchemy's
 # per-row parameter and type processing took longer than SQLite's own work.
-_INSERT_SESSION = _insert_sql(_SESSIONS, _SESSION_COLUMNS)
+# A new session binds only what differs between sessions; the rest is the
+# same for every row of one write and comes from a one-row temporary table,
+# which halves the parameters bound per row, the bulk of the insert's time.
+_CREATE_NEW_CONTEXT = (
+    "CREATE TEMP TABLE IF NOT EXISTS _vxcache_new_context (observed_at, seq)"
+)
+_CLEAR_NEW_CONTEXT = "DELETE FROM temp._vxcache_new_context"
+_FILL_NEW_CONTEXT = "INSERT INTO temp._vxcache_new_context VALUES (?, ?)"
+_INSERT_NEW_SESSION = (
+    f"INSERT INTO {_SESSIONS.name} ({', '.join(_SESSION_COLUMNS)}) "
+    f"SELECT {', '.join('?' * (len(_FIELDS) + 4))}, 1, observed_at, NULL, 'listed', "
+    "observed_at, 0, NULL, 1, NULL, seq FROM temp._vxcache_new_context"
+)
 _INSERT_VERSION = _insert_sql(_HISTORY, _VERSION_COLUMNS)
 _SELECT_INDEX = (
-    f"SELECT session_id, fingerprint, version, presence FROM {_SESSIONS.name}"
+    "SELECT session_id, fingerprint, version, presence, wire_digest "
+    f"FROM {_SESSIONS.name}"
 )
+_COPY_FIRST_VERSIONS = (
+    f"INSERT INTO {_HISTORY.name} ({', '.join(_VERSION_COLUMNS)}) "
+    f"SELECT session_id, 1, {', '.join((*_FIELDS, 'extra'))}, first_seen_at, NULL, ?, "
+    f"'list', change_seq FROM {_SESSIONS.name} WHERE change_seq = ?"
+)
+_SET_DIGEST = f"UPDATE {_SESSIONS.name} SET wire_digest = ? WHERE session_id = ?"
 
 
 def _stored_time(value: datetime | None) -> str | None:
@@ -109,7 +129,7 @@ class SessionMixin(StoreBase):
     """Sessions, their history, presence and staleness."""
 
     def session_index(self) -> dict[str, IndexEntry]:
-        """Return fingerprint, version and presence of every cached session."""
+        """Return fingerprint, version, presence and wire digest of every cached session."""
         with self.reading() as connection:
             result = connection.exec_driver_sql(_SELECT_INDEX)
             try:
@@ -119,19 +139,17 @@ class SessionMixin(StoreBase):
                 raise StoreError(f"reading the cache failed: {exc}") from exc
             finally:
                 result.close()
-        return {
-            sid: IndexEntry(fingerprint, version, presence)
-            for sid, fingerprint, version, presence in rows
-        }
+        return {row[0]: IndexEntry(*row[1:]) for row in rows}
 
     def session_index_of(self, session_id: str) -> IndexEntry | None:
         """Return the index entry of one session."""
-        query = select(
-            _SESSIONS.c.fingerprint, _SESSIONS.c.version, _SESSIONS.c.presence
-        ).where(_SESSIONS.c.session_id == session_id)
+        columns = ("fingerprint", "version", "presence", "wire_digest")
+        query = select(*(_SESSIONS.c[name] for name in columns)).where(
+            _SESSIONS.c.session_id == session_id
+        )
         with self.reading() as connection:
             row = connection.execute(query).first()
-        return IndexEntry(row[0], row[1], row[2]) if row else None
+        return IndexEntry(*row) if row else None
 
     def stale_since(self) -> dict[str, datetime]:
         """Return when each stale session was marked stale."""
@@ -166,6 +184,20 @@ class SessionMixin(StoreBase):
         )
         with self.reading() as connection:
             return list(connection.execute(query).scalars())
+
+    def started_at_of(self, session_ids: Sequence[str]) -> list[datetime]:
+        """Return the ``started_at`` of those of some sessions that have one."""
+        query = (
+            select(_SESSIONS.c.started_at)
+            .where(_SESSIONS.c.session_id.in_(bindparam("ids", expanding=True)))
+            .where(_SESSIONS.c.started_at.is_not(None))
+        )
+        starts: list[datetime] = []
+        with self.reading() as connection:
+            for begin in range(0, len(session_ids), 500):
+                chunk = session_ids[begin : begin + 500]
+                starts.extend(connection.execute(query, {"ids": chunk}).scalars())
+        return starts
 
     def newest_listed_start(self) -> datetime | None:
         """Return the newest ``started_at`` among sessions in the latest list."""
@@ -261,6 +293,12 @@ class SessionMixin(StoreBase):
             self._update_each(
                 connection, changes.refreshed, seq=seq, stale=False, stale_since=None
             )
+            if changes.digests:
+                # Bookkeeping only: no public column changes, so no change number.
+                connection.exec_driver_sql(
+                    _SET_DIGEST,
+                    [(r.wire_digest, r.session_id) for r in changes.digests],
+                )
 
         return overtaken
 
@@ -302,20 +340,20 @@ class SessionMixin(StoreBase):
         observed_at: datetime,
         seq: int,
     ) -> None:
-        when = _stored_time(observed_at)
-        # The columns after the fingerprint, and after the fields, in the
-        # order of _SESSION_COLUMNS and _VERSION_COLUMNS.
-        session_tail = (1, when, None, "listed", when, False, None, True, None, seq)
-        version_tail = (when, None, sync_id, "list", seq)
-        sessions = []
-        versions = []
-        for record in records:
-            fields = _stored_fields(record)
-            session_id = record.session_id
-            sessions.append((session_id, *fields, record.fingerprint, *session_tail))
-            versions.append((session_id, 1, *fields, *version_tail))
-        connection.exec_driver_sql(_INSERT_SESSION, sessions)
-        connection.exec_driver_sql(_INSERT_VERSION, versions)
+        """Insert new sessions and their first versions; the transaction's first write."""
+        connection.exec_driver_sql(_CREATE_NEW_CONTEXT)
+        connection.exec_driver_sql(_CLEAR_NEW_CONTEXT)
+        connection.exec_driver_sql(_FILL_NEW_CONTEXT, (_stored_time(observed_at), seq))
+        connection.exec_driver_sql(
+            _INSERT_NEW_SESSION,
+            [
+                (r.session_id, *_stored_fields(r), r.fingerprint, r.wire_digest)
+                for r in records
+            ],
+        )
+        # The first versions are copied inside SQLite rather than bound a second
+        # time: the new rows are the only ones this transaction has numbered yet.
+        connection.exec_driver_sql(_COPY_FIRST_VERSIONS, (sync_id, seq))
 
     def _add_versions(
         self,
@@ -349,7 +387,13 @@ class SessionMixin(StoreBase):
             .values(
                 {
                     name: bindparam(name)
-                    for name in (*_FIELDS, "extra", "fingerprint", "version")
+                    for name in (
+                        *_FIELDS,
+                        "extra",
+                        "fingerprint",
+                        "wire_digest",
+                        "version",
+                    )
                 }
             )
             .values(
@@ -364,6 +408,7 @@ class SessionMixin(StoreBase):
                     "sid": c.record.session_id,
                     **_fields(c.record),
                     "fingerprint": c.record.fingerprint,
+                    "wire_digest": c.record.wire_digest,
                     "version": c.version,
                     "wants_pull": c.wants_pull,
                 }

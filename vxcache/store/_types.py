@@ -17,6 +17,7 @@ class IndexEntry:
     fingerprint: bytes
     version: int
     presence: str
+    wire_digest: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,9 @@ class ListingChanges:
     changed: list[ChangedSession] = field(default_factory=list)
     relisted: list[str] = field(default_factory=list)
     refreshed: list[str] = field(default_factory=list)
+    #: Unchanged sessions whose wire digest the cache lacks (written before it
+    #: kept one, or last written from show): recorded so the next list skips them.
+    digests: list[SessionRecord] = field(default_factory=list)
 
     def without(self, session_ids: set[str]) -> ListingChanges:
         """Return these changes less those touching ``session_ids``."""
@@ -46,6 +50,7 @@ class ListingChanges:
             changed=[c for c in self.changed if c.record.session_id not in session_ids],
             relisted=[sid for sid in self.relisted if sid not in session_ids],
             refreshed=[sid for sid in self.refreshed if sid not in session_ids],
+            digests=[r for r in self.digests if r.session_id not in session_ids],
         )
 
 
