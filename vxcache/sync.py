@@ -10,10 +10,12 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -132,7 +134,8 @@ class _SyncRun:
     ) -> SyncSummary:
         logger.info("sync started sync_id=%d", self.sync_id)
         try:
-            missing = self._mirror_list(after_list)
+            with _collector_paused():
+                missing = self._mirror_list(after_list)
             self._confirm_missing(missing)
             if pull:
                 self._pull_wanted()
@@ -341,6 +344,23 @@ class _SyncRun:
                     self.progress(phase, done, total)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """
+    Pause the cyclic garbage collector while a list is mirrored.
+
+    A list of 100,000 sessions allocates a million objects, none in a cycle;
+    the collector ran over them hundreds of times, a sixth of a full sync.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _seconds_since(moment: datetime) -> float:

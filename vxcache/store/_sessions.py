@@ -57,19 +57,6 @@ def _insert_sql(table: Any, columns: Sequence[str]) -> str:
 
 # Bulk inserts and the index read go to the driver as plain tuples: SQLAlchemy's
 # per-row parameter and type processing took longer than SQLite's own work.
-# A new session binds only what differs between sessions; the rest is the
-# same for every row of one write and comes from a one-row temporary table,
-# which halves the parameters bound per row, the bulk of the insert's time.
-_CREATE_NEW_CONTEXT = (
-    "CREATE TEMP TABLE IF NOT EXISTS _vxcache_new_context (observed_at, seq)"
-)
-_CLEAR_NEW_CONTEXT = "DELETE FROM temp._vxcache_new_context"
-_FILL_NEW_CONTEXT = "INSERT INTO temp._vxcache_new_context VALUES (?, ?)"
-_INSERT_NEW_SESSION = (
-    f"INSERT INTO {_SESSIONS.name} ({', '.join(_SESSION_COLUMNS)}) "
-    f"SELECT {', '.join('?' * (len(_FIELDS) + 4))}, 1, observed_at, NULL, 'listed', "
-    "observed_at, 0, NULL, 1, NULL, seq FROM temp._vxcache_new_context"
-)
 _INSERT_VERSION = _insert_sql(_HISTORY, _VERSION_COLUMNS)
 _SELECT_INDEX = (
     "SELECT session_id, fingerprint, version, presence, wire_digest "
@@ -81,6 +68,25 @@ _COPY_FIRST_VERSIONS = (
     f"'list', change_seq FROM {_SESSIONS.name} WHERE change_seq = ?"
 )
 _SET_DIGEST = f"UPDATE {_SESSIONS.name} SET wire_digest = ? WHERE session_id = ?"
+_NEW_SESSION_BOUND = len(_FIELDS) + 4  # the key, the fields, extra and digests
+
+
+def _insert_new_sql(observed_at: str, seq: int) -> str:
+    """
+    Return the INSERT of new sessions observed together.
+
+    The values all of them share are written into the statement, so each row
+    binds only its own: binding parameters is most of a bulk insert's time.
+    (``INSERT ... SELECT`` from a table of the shared values would bind as
+    little, but makes SQLite open a statement journal for every row.)
+    """
+    at = "'" + observed_at.replace("'", "''") + "'"
+    # version .. change_seq, in the order of _SESSION_COLUMNS
+    shared = f"1, {at}, NULL, 'listed', {at}, 0, NULL, 1, NULL, {int(seq)}"
+    return (
+        f"INSERT INTO {_SESSIONS.name} ({', '.join(_SESSION_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * _NEW_SESSION_BOUND)}, {shared})"
+    )
 
 
 def _stored_time(value: datetime | None) -> str | None:
@@ -341,11 +347,8 @@ class SessionMixin(StoreBase):
         seq: int,
     ) -> None:
         """Insert new sessions and their first versions; the transaction's first write."""
-        connection.exec_driver_sql(_CREATE_NEW_CONTEXT)
-        connection.exec_driver_sql(_CLEAR_NEW_CONTEXT)
-        connection.exec_driver_sql(_FILL_NEW_CONTEXT, (_stored_time(observed_at), seq))
         connection.exec_driver_sql(
-            _INSERT_NEW_SESSION,
+            _insert_new_sql(_stored_time(observed_at) or "", seq),
             [
                 (r.session_id, *_stored_fields(r), r.fingerprint, r.wire_digest)
                 for r in records
