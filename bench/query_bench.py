@@ -30,7 +30,7 @@ import duckdb
 
 from vxcache.config import Settings, load_settings
 from vxcache.query import refresh_replica, run_query
-from vxcache.query._schema import STATUS_MACROS
+from vxcache.query._schema import MACROS
 from vxcache.query.reports import list_reports
 from vxcache.store import Store
 from vxcache.store._engine import ensure_schema
@@ -227,7 +227,7 @@ def native_duckdb(settings: Settings) -> duckdb.DuckDBPyConnection:
     connection.execute(f"ATTACH '{info.path}' AS replica (READ_ONLY)")
     connection.execute("CREATE TABLE sessions AS FROM replica.main.sessions")
     connection.execute("DETACH replica")
-    for statement in STATUS_MACROS:
+    for statement in MACROS:
         connection.execute(statement)
     return connection
 

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import filelock
@@ -280,6 +280,30 @@ def test_sessions_derive_duration_and_extra(
     )
 
     assert result.rows == [("s1", 61.5, "0"), ("s2", None, None)]
+
+
+@pytest.mark.parametrize(
+    "started",
+    [
+        datetime(2026, 3, 1, 0, 0, 0, tzinfo=UTC),
+        datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+        datetime(2024, 2, 29, 12, 0, tzinfo=timezone(timedelta(hours=-11))),
+    ],
+    ids=["midnight", "last-microsecond", "before-1970", "leap-day-west"],
+)
+def test_utc_day_is_the_utc_calendar_day(
+    builder: CacheBuilder, offline: Settings, started: datetime
+) -> None:
+    builder.sync(
+        NOW, new=[record("s1", started_at=started), SessionRecord("s2", "queued")]
+    )
+
+    result = run_query(
+        offline, "SELECT utc_day(started_at) FROM sessions ORDER BY session_id"
+    )
+
+    assert result.rows == [(started.astimezone(UTC).date(),), (None,)]
 
 
 def test_last_seen_of_a_listed_session_is_the_latest_good_listing(

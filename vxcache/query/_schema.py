@@ -19,7 +19,7 @@ from vxcache.freshness import SUCCESS_OUTCOMES
 
 #: Bumped whenever the views, macros or base-table layout below change, so an
 #: older replica is rebuilt even though the cache's schema revision is the same.
-REPLICA_FORMAT: Final = 2
+REPLICA_FORMAT: Final = 3
 
 #: The DuckDB schema holding the copied tables.
 BASE_SCHEMA: Final = "cache"
@@ -158,16 +158,21 @@ FROM {_B}.{HISTORY}_"""
 # without doing what it was asked; `cancelled` is a deliberate stop, neither
 # a success nor a failure. A session is settled once it is no longer in
 # flight; failure rates are failures over settled sessions.
-STATUS_MACROS: Final = (
+#
+# utc_day(ts) is the UTC calendar day of a timestamp. CAST(ts AS DATE) gives
+# the same day in a UTC session, but goes through the time zone library for
+# every row, which took half the time of a report grouping by day.
+MACROS: Final = (
     "CREATE MACRO is_failure(status) AS "
     "status IN ('failed', 'timed_out', 'rolled_back', 'delete_failed')",
     "CREATE MACRO is_in_flight(status) AS "
     "status IN ('queued', 'running', 'applying', 'deleting')",
     "CREATE MACRO is_settled(status) AS NOT is_in_flight(status)",
+    "CREATE MACRO utc_day(ts) AS CAST(make_timestamp(epoch_us(ts)) AS DATE)",
 )
 
 PUBLIC_DDL: Final = (
-    *STATUS_MACROS,
+    *MACROS,
     f"""
 CREATE VIEW sessions AS
 WITH last_listing AS (

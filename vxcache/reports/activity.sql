@@ -5,7 +5,7 @@
 --
 -- param: days = 90  (how many days to count, today included)
 SELECT
-    CAST(started_at AS DATE) AS day,
+    utc_day(started_at) AS day,
     status,
     count(*) AS sessions
 FROM sessions

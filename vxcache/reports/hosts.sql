@@ -5,7 +5,7 @@
 --
 -- param: weeks = 12  (how many weeks to count, this week included)
 SELECT
-    CAST(date_trunc('week', started_at) AS DATE) AS week,
+    CAST(date_trunc('week', utc_day(started_at)) AS DATE) AS week,
     coalesce(hostname, '(none)') AS hostname,
     count(*) AS sessions,
     count(*) FILTER (WHERE is_failure(status)) AS failures
