@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
+
+# Imported with the store, not by the first create_engine(), where its 10 ms
+# landed inside the first sync.
+from sqlalchemy.dialects import sqlite as _sqlite_dialect  # noqa: F401
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 

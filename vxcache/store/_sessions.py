@@ -145,7 +145,8 @@ class SessionMixin(StoreBase):
                 raise StoreError(f"reading the cache failed: {exc}") from exc
             finally:
                 result.close()
-        return {row[0]: IndexEntry(*row[1:]) for row in rows}
+        entry = IndexEntry._make
+        return {row[0]: entry(row[1:]) for row in rows}
 
     def session_index_of(self, session_id: str) -> IndexEntry | None:
         """Return the index entry of one session."""

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from vxcache.records import SessionRecord
 from vxcache.terraform import TerraformResource
 
 
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    """What sync needs to know of a cached session to diff it against the node."""
+class IndexEntry(NamedTuple):
+    """
+    What sync needs to know of a cached session to diff it against the node.
+
+    A named tuple, not a frozen dataclass: a sync builds one per cached
+    session, and a tuple is built in half the time.
+    """
 
     fingerprint: bytes
     version: int
