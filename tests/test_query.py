@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -336,6 +338,20 @@ def test_a_new_session_shows_in_the_next_query(
     builder.sync(NOW + timedelta(minutes=5), new=[record("s2"), record("s3")])
 
     assert scalar(offline, "SELECT count(*) FROM sessions") == 3
+
+
+def test_a_query_leaves_no_read_open_that_would_hold_a_checkpoint_back(
+    builder: CacheBuilder, offline: Settings
+) -> None:
+    builder.sync(NOW, new=[record("s1")])
+    scalar(offline, "SELECT count(*) FROM sessions")
+    builder.sync(NOW + timedelta(minutes=5), new=[record("s2")])
+
+    with closing(sqlite3.connect(offline.cache.db_path)) as db:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    assert busy == 0
+    assert scalar(offline, "SELECT count(*) FROM sessions") == 2
 
 
 def test_a_status_change_shows_in_sessions_and_as_a_new_version(

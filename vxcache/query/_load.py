@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,13 +43,31 @@ class CacheHeader:
     cache_id: str
 
 
-def _connect(db_path: Path, *, immutable: bool) -> sqlite3.Connection:
+def _open(db_path: Path, *, immutable: bool) -> sqlite3.Connection:
     uri = (
         db_path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
     )
-    connection = sqlite3.connect(
+    return sqlite3.connect(
         uri, uri=True, isolation_level=None, timeout=10.0, check_same_thread=False
     )
+
+
+def _open_reading(db_path: Path) -> tuple[sqlite3.Connection, bool]:
+    """
+    Open the cache read-only, in a read transaction; say whether it is immutable.
+
+    A WAL cache in a folder we cannot write has no shared-memory file to lock;
+    it is then opened as immutable, which is right for a copied, unchanging file.
+    """
+    try:
+        return _begin(_open(db_path, immutable=False)), False
+    except sqlite3.OperationalError:
+        if os.access(db_path.parent, os.W_OK):
+            raise
+    return _begin(_open(db_path, immutable=True)), True
+
+
+def _begin(connection: sqlite3.Connection) -> sqlite3.Connection:
     try:
         connection.execute("BEGIN")
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -60,19 +79,9 @@ def _connect(db_path: Path, *, immutable: bool) -> sqlite3.Connection:
 
 @contextmanager
 def read_snapshot(db_path: Path) -> Iterator[sqlite3.Connection]:
-    """
-    Open the cache read-only and hold one read transaction for the block.
-
-    A WAL cache in a folder we cannot write has no shared-memory file to lock;
-    it is then opened as immutable, which is right for a copied, unchanging file.
-    """
+    """Open the cache read-only and hold one read transaction for the block."""
     try:
-        try:
-            connection = _connect(db_path, immutable=False)
-        except sqlite3.OperationalError:
-            if os.access(db_path.parent, os.W_OK):
-                raise
-            connection = _connect(db_path, immutable=True)
+        connection, _ = _open_reading(db_path)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the cache {db_path} for reading: {exc}") from exc
     try:
@@ -81,6 +90,42 @@ def read_snapshot(db_path: Path) -> Iterator[sqlite3.Connection]:
         raise StoreError(f"reading the cache {db_path} failed: {exc}") from exc
     finally:
         connection.close()
+
+
+# One connection per cache file, kept open for the check every query starts
+# with: a new connection reads and parses the whole schema, which was most of
+# that check's time. Immutable connections are not kept, as they would never
+# see a change.
+_kept_lock = threading.Lock()
+_kept: dict[Path, tuple[sqlite3.Connection, int]] = {}
+
+
+def read_current_header(db_path: Path) -> CacheHeader:
+    """Return the cache's header, as :func:`read_header` in a snapshot of its own."""
+    with _kept_lock:
+        kept = _kept.pop(db_path, None)
+        connection: sqlite3.Connection | None = None
+        try:
+            inode = os.stat(db_path).st_ino
+            if kept is not None and kept[1] == inode:
+                connection, kept, immutable = _begin(kept[0]), None, False
+            else:
+                connection, immutable = _open_reading(db_path)
+            header = read_header(connection, db_path)
+            connection.execute("COMMIT")
+        except (OSError, sqlite3.Error) as exc:
+            if connection is not None:
+                connection.close()
+            raise StoreError(f"cannot read the cache {db_path}: {exc}") from exc
+        finally:
+            if kept is not None:  # a connection to a file no longer at the path
+                kept[0].close()
+        if immutable:
+            connection.close()
+        else:
+            _kept[db_path] = (connection, inode)
+
+    return header
 
 
 def read_header(connection: sqlite3.Connection, db_path: Path) -> CacheHeader:

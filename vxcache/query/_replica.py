@@ -33,6 +33,7 @@ from vxcache.query._load import (
     CacheHeader,
     apply_chunk,
     iter_changed,
+    read_current_header,
     read_header,
     read_snapshot,
 )
@@ -67,8 +68,7 @@ def refresh_replica(
         raise StoreError(f"there is no cache at {db_path}; run `vxcache sync` first")
     path, is_private = _files.locate(db_path)
 
-    with read_snapshot(db_path) as snapshot:
-        header = read_header(snapshot, db_path)
+    header = read_current_header(db_path)
     known = _files.read_sidecar(path)
     if known is not None and _files.is_current(known, header):
         return known.info(path, is_private=is_private)
