@@ -36,6 +36,7 @@ from vxcache.query import (
     _instances,
     _replica,
     _schema,
+    _watchdog,
     open_readonly,
     refresh_replica,
     replica_path,
@@ -874,6 +875,24 @@ def test_a_runaway_query_stops_at_the_time_limit(
         )
 
     assert time.perf_counter() - started < 5
+
+
+def test_the_watchdog_runs_only_what_outlives_its_deadline() -> None:
+    fired: list[str] = []
+
+    with _watchdog.deadline(30, lambda: fired.append("long")):
+        with _watchdog.deadline(0.05, lambda: fired.append("short")):
+            time.sleep(0.3)
+        with _watchdog.deadline(0.05, lambda: fired.append("left in time")):
+            pass
+    time.sleep(0.2)
+    for _ in range(50):
+        with _watchdog.deadline(30, lambda: fired.append("quick")):
+            pass
+
+    assert fired == ["short"]
+    names = [thread.name for thread in threading.enumerate()]
+    assert names.count("vx-query-watchdog") == 1
 
 
 def test_the_row_cap_truncates_and_none_lifts_it(

@@ -8,7 +8,7 @@ Three walls, each enough on its own for most escapes:
 2. The replica is attached read-only, and the connection cannot reach files,
    the network or extensions (``enable_external_access`` off, autoloading off,
    no persistent secrets), with ``lock_configuration`` so SQL cannot undo it.
-3. A timer interrupts a query that runs past ``query.time_limit``.
+3. A watchdog interrupts a query that runs past ``query.time_limit``.
 
 Every refusal and failure is a :class:`~vxcache.errors.QueryError`; this is the
 only place DuckDB's exceptions are translated.
@@ -30,6 +30,7 @@ from vxcache.errors import QueryError, StoreError
 from vxcache.query._files import forget_replica
 from vxcache.query._instances import connect, first_line, start
 from vxcache.query._replica import refresh_replica
+from vxcache.query._watchdog import deadline
 
 logger = logging.getLogger(__name__)
 
@@ -184,25 +185,21 @@ def execute(
         timed_out.set()
         connection.interrupt()
 
-    timer = threading.Timer(time_limit_seconds, interrupt)
-    timer.daemon = True
-    timer.start()
     try:
-        connection.execute(statement, params)
-        description = connection.description or []
-        if row_cap is None:
-            rows = connection.fetchall()
-        else:
-            rows = connection.fetchmany(row_cap + 1)
-            connection.abort()  # stop producing the rows past the cap
+        with deadline(time_limit_seconds, interrupt):
+            connection.execute(statement, params)
+            description = connection.description or []
+            if row_cap is None:
+                rows = connection.fetchall()
+            else:
+                rows = connection.fetchmany(row_cap + 1)
+                connection.abort()  # stop producing the rows past the cap
     except duckdb.Error as exc:
         if timed_out.is_set():
             raise QueryError(
                 f"query ran past the time limit of {time_limit_seconds:g}s (query.time_limit)"
             ) from exc
         raise translate_error(exc) from exc
-    finally:
-        timer.cancel()
     truncated = row_cap is not None and len(rows) > row_cap
 
     return Fetched(
