@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import logging
+import ssl
 import tarfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from conftest import TOKEN, Devnode, free_port, make_settings
 
 from vxcache.client import Artifact, NodeClient, PullResult
 from vxcache.client._messages import extract_detail, parse_retry_after
+from vxcache.client._node import tls_verification
 from vxcache.client._payload import parse_pull_answer, parse_session_list
 from vxcache.config import NodeSettings
 from vxcache.errors import (
@@ -90,6 +92,16 @@ def mock_client(
 
 
 # Reads against a healthy devnode
+
+
+def test_only_an_https_node_loads_the_default_certificates() -> None:
+    plain = tls_verification("http://127.0.0.1:8080")
+
+    assert tls_verification("HTTPS://node.example") is True
+    assert isinstance(plain, ssl.SSLContext)
+    # Should TLS ever happen on a plain node's client, it verifies and fails.
+    assert (plain.verify_mode, plain.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert plain.cert_store_stats()["x509_ca"] == 0
 
 
 def test_list_returns_the_window_of_recent_sessions(devnode, make_client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -72,6 +73,7 @@ class NodeClient:
             timeout=timeout,
             transport=transport,
             follow_redirects=False,
+            verify=tls_verification(settings.url),
         )
         self._wire = Wire(self._http, settings, sleep=sleep)
 
@@ -220,6 +222,19 @@ class NodeClient:
     def _route(self, name: str) -> Route:
         method = "GET" if name == "list" else "POST"
         return Route(name, method, getattr(self._settings.paths, name))
+
+
+def tls_verification(url: str) -> ssl.SSLContext | bool:
+    """
+    Return how the client verifies TLS: against the default CAs for an https node.
+
+    A plain-http node never meets TLS, as redirects are not followed. Its
+    client gets a context that trusts no certificate at all, rather than
+    loading every default CA, which took about 30 ms of each command.
+    """
+    if url.lower().startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, and trusts no one
 
 
 def _auth_headers(settings: NodeSettings) -> dict[str, str]:
