@@ -34,6 +34,7 @@ from vxcache.errors import (
 from vxcache.query import (
     _files,
     _instances,
+    _load,
     _replica,
     _schema,
     _watchdog,
@@ -465,6 +466,9 @@ def test_a_cache_swapped_for_another_file_is_rebuilt(
     other = CacheBuilder(tmp_path / "other.db")
     other.sync(NOW, new=[record("x1"), record("x2")])
     other.close()
+    # A SQLite file is replaced only once no one has it open; the store,
+    # closing last, leaves everything in the file itself.
+    _load.close_kept()
     builder.close()
 
     os.replace(tmp_path / "other.db", builder.db_path)

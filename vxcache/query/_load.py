@@ -128,6 +128,13 @@ def read_current_header(db_path: Path) -> CacheHeader:
     return header
 
 
+def close_kept() -> None:
+    """Close the kept connections, as anyone about to replace a cache file must."""
+    with _kept_lock:
+        while _kept:
+            _kept.popitem()[1][0].close()
+
+
 def read_header(connection: sqlite3.Connection, db_path: Path) -> CacheHeader:
     """Return the cache's change number, schema revision and identity."""
     try:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 # landed inside the first sync.
 from sqlalchemy.dialects import sqlite as _sqlite_dialect  # noqa: F401
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from vxcache.errors import MigrationError, StoreError
 
@@ -46,7 +46,13 @@ def create_sqlite_engine(db_path: Path, *, busy_timeout_seconds: float) -> Engin
     engine = create_engine(
         f"sqlite:///{db_path}",
         connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False},
-        poolclass=NullPool,
+        # Pooled connections stay open between transactions: closing the
+        # last connection to a WAL file checkpoints it, which took several
+        # milliseconds after every write. Past the pool, more connections open
+        # as needed and close on return, so no thread ever waits for one.
+        poolclass=QueuePool,
+        pool_size=5,
+        max_overflow=-1,
     )
 
     @event.listens_for(engine, "connect")
