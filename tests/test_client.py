@@ -694,6 +694,24 @@ def test_a_token_that_cannot_travel_in_a_header_is_a_config_error():
     assert "s3cr3t" not in str(caught.value)
 
 
+def test_whitespace_around_the_token_is_not_sent(make_client):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[])
+
+    client = make_client(
+        transport=httpx.MockTransport(handler),
+        url="http://node.test",
+        token=" s3cret\n",
+    )
+
+    client.list_sessions()
+
+    assert seen[0].headers["Authorization"] == "Bearer s3cret"
+
+
 def test_repr_shows_only_the_url(devnode, make_client):
     client = make_client(devnode)
 

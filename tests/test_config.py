@@ -84,6 +84,30 @@ def test_bad_duration_value_names_key(tmp_path):
         load_settings(config, environ={})
 
 
+def test_a_section_written_as_a_value_names_the_table_it_should_be(tmp_path):
+    config = write(tmp_path / "c.toml", 'node = "http://127.0.0.1:8700"\n')
+
+    with pytest.raises(ConfigError, match=r"c\.toml: 'node' must be a table") as caught:
+        load_settings(config, environ={"VXCACHE_TOKEN": "t0ken"})
+
+    assert "8700" not in str(caught.value)  # the value may be a misplaced token
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://127.0.0.1:port", "Port could not be cast"),
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://:8700", "has no host name"),
+    ],
+    ids=["port-range", "port-text", "ipv6", "no-host"],
+)
+def test_a_node_url_that_cannot_be_reached_is_refused(url, reason):
+    with pytest.raises(ConfigError, match=rf"'node\.url'.*{reason}"):
+        load_settings(overrides={"node": {"url": url}}, environ={})
+
+
 def test_unknown_key_is_a_warning_naming_it(tmp_path, caplog):
     config = write(tmp_path / "c.toml", '[sync]\nintervall = "5m"\n[extra]\nx = 1\n')
 

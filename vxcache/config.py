@@ -22,6 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -85,6 +86,13 @@ class NodeSettings(_Section):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises for a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid URL: {exc}") from None
+        if not parts.hostname:
+            raise ValueError(f"{value!r} has no host name")
         return value.rstrip("/")
 
 
@@ -269,6 +277,14 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_describe_toml_error(path, text, exc)) from None
 
+    for section in _FILE_SECTIONS:
+        if section in data and not isinstance(data[section], dict):
+            # The value is not quoted: it may be a token put in the wrong place.
+            raise ConfigError(
+                f"config file {path}: '{section}' must be a table, written "
+                f"[{section}] with its keys on the lines below, not a "
+                f"{type(data[section]).__name__}"
+            )
     _warn_unknown_keys(data, path)
     _warn_readable_secrets(data, path)
     return data
