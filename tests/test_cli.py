@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+import httpx
 import pytest
 
 from vxcache.cli import cli
@@ -165,6 +166,34 @@ def test_sync_with_node_down_exits_3_with_one_line(vx, devnode):
     assert last_line.startswith("Error: ")
     assert "unreachable" in last_line
     assert "Traceback" not in err
+
+
+def test_a_sync_whose_pulls_all_fail_exits_1_in_two_lines(vx, devnode):
+    httpx.put(
+        f"{devnode.url}/_admin/faults", json={"error_rate": 1.0, "routes": ["pull"]}
+    ).raise_for_status()
+
+    code, _out, err = vx("sync")
+
+    lines = err.strip().splitlines()
+    assert code == 1
+    assert lines[-2].startswith("sync 1 partial: listed 100, new 100")
+    assert lines[-1] == (
+        "Error: sync 1 is partial: 100 of 100 pulls failed; the next sync tries again"
+    )
+    assert len(lines) == 3  # one warning for the failed pulls, not one for each
+    assert "pull failed for 100 of 100 sessions" in lines[0]
+
+
+def test_status_ends_with_the_staleness_line_and_the_nodes_trouble(vx, devnode):
+    vx("sync")
+    devnode.stop()
+
+    code, out, err = vx("status", "--format", "json")
+
+    assert (code, json.loads(out)["last_attempt_outcome"]) == (0, "ok")
+    assert err.strip().splitlines()[-1].startswith("cached ")
+    assert "; node unreachable (connection refused)" in err
 
 
 def test_sync_offline_exits_3(vx):

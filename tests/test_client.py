@@ -8,6 +8,7 @@ import io
 import logging
 import ssl
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -22,7 +23,7 @@ from conftest import TOKEN, Devnode, free_port, make_settings
 from vxcache.client import Artifact, NodeClient, PullResult
 from vxcache.client._messages import extract_detail, parse_retry_after
 from vxcache.client._node import tls_verification
-from vxcache.client._payload import parse_pull_answer, parse_session_list
+from vxcache.client._payload import ShapeError, parse_pull_answer, parse_session_list
 from vxcache.config import NodeSettings
 from vxcache.errors import (
     AuthRejectedError,
@@ -243,6 +244,17 @@ def test_check_reachable_tries_once_without_retrying(devnode, make_client, waits
     assert client.check_reachable() == "throttled (429)"
     assert devnode.requests()["list"] == 1
     assert waits == []
+
+
+def test_check_reachable_waits_no_longer_than_the_connect_timeout(devnode, make_client):
+    set_faults(devnode, latency_seconds=2.0, routes=["list"])
+    client = make_client(devnode, connect_timeout=0.3, read_timeout=30)
+    started = time.perf_counter()
+
+    problem = client.check_reachable()
+
+    assert str(problem).startswith("unreachable: ")
+    assert time.perf_counter() - started < 1.5
 
 
 # Faults on reads: each reaches the caller as its own error
@@ -892,11 +904,17 @@ def test_every_collection_shape_yields_the_sessions(answer):
 
 @pytest.mark.parametrize(
     "answer",
-    [None, [], {"sessions": None, "count": 0}, {"sessions": []}],
-    ids=["null", "empty-array", "null-member", "empty-member"],
+    [[], {"sessions": None, "count": 0}, {"sessions": []}],
+    ids=["empty-array", "null-member", "empty-member"],
 )
 def test_an_empty_collection_yields_no_sessions(answer):
     assert len(parse_session_list(answer)) == 0
+
+
+def test_a_bare_null_is_not_an_empty_list():
+    # Taken for "no sessions", it would send every cached session to show.
+    with pytest.raises(ShapeError, match="expected a list of sessions, got null"):
+        parse_session_list(None)
 
 
 def test_items_with_a_known_digest_are_counted_but_not_parsed():
@@ -1022,6 +1040,25 @@ def test_every_state_form_parses(body):
 
     assert pulled.state == {"version": 4}
     assert pulled.artifacts == ()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"pull": {}}, {"data": {"artifacts": []}, "ok": True}],
+    ids=["empty", "empty-wrapper", "wrapped"],
+)
+def test_a_pull_of_nothing_is_an_empty_pull(body):
+    pulled = parse_pull_answer(body, session_id="ses_1", size_bytes=0, sha256="")
+
+    assert (pulled.state, pulled.artifacts) == (None, ())
+
+
+def test_a_pull_answer_holding_neither_state_nor_artifacts_is_refused():
+    # Taken for an empty pull, it would stand in for the session's real one.
+    with pytest.raises(ShapeError, match=r"got an object with keys ok, sessions"):
+        parse_pull_answer(
+            {"sessions": 5, "ok": True}, session_id="ses_1", size_bytes=0, sha256=""
+        )
 
 
 def test_a_pull_repr_hides_state_and_content():

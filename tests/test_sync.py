@@ -558,6 +558,22 @@ def test_list_sharing_nothing_with_the_previous_warns_once(
     assert len(summary.warnings) == 1
 
 
+def test_an_empty_list_after_a_full_one_warns_and_asks_about_each(
+    node: Devnode, list_only: Settings
+) -> None:
+    listed = len(listed_ids(node))
+    sync(list_only)
+    shrink_window(node, 0)
+
+    summary = sync(list_only)
+
+    assert summary.warnings == [
+        f"the node listed no sessions, where the previous list had {listed}; "
+        "each is asked about with show before it counts as aged out or gone"
+    ]
+    assert (summary.counts.aged_out, summary.counts.gone) == (listed, 0)
+
+
 def test_gap_warning_names_the_span_and_the_interval(
     node: Devnode, list_only: Settings
 ) -> None:
@@ -1318,6 +1334,34 @@ def test_sync_killed_mid_pull_leaves_an_intact_cache(
         ).fetchall()
 
     assert (integrity, killed, unpulled[0][0] > 0) == ([("ok",)], [(None, 1)], True)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sync_command_as_ctrl_c_does(
+    slow_pulls: Devnode, db_path: Path
+) -> None:
+    Store.open(make_settings(slow_pulls, db_path)).close()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vxcache", "--db", str(db_path), "sync"],
+        env={**os.environ, "VXCACHE_NODE_URL": slow_pulls.url,
+             "VXCACHE_TOKEN": slow_pulls.token},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        poll(
+            lambda: scalar(db_path, "SELECT count(*) FROM pulls") >= 3,
+            seconds=30,
+            what="the sync command to store some pulls",
+        )
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+
+    runs = query(db_path, "SELECT outcome, error FROM sync_runs")
+    assert (child.returncode, err.strip().splitlines()[-1]) == (143, "Terminated.")
+    assert runs == [("failed", "interrupted")]
 
 
 @pytest.mark.slow

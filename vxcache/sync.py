@@ -53,6 +53,18 @@ class SyncSummary:
         """Return ``ok``, ``partial`` or ``failed``."""
         return self.counts.outcome or "failed"
 
+    def shortfall(self) -> str:
+        """Return what a partial sync left undone, in a few words."""
+        c = self.counts
+        missed = (
+            [f"{c.pull_failed} of {c.pull_failed + c.pulled} pulls failed"]
+            if c.pull_failed
+            else []
+        )
+        if c.error:
+            missed.append(c.error)
+        return "; ".join(missed) or "nothing"
+
     def describe(self) -> str:
         """Return the one-line summary printed at the end of a sync."""
         c = self.counts
@@ -220,6 +232,15 @@ class _SyncRun:
         listed_ids: set[str],
     ) -> None:
         previous = {sid for sid, entry in index.items() if entry.presence == "listed"}
+        if previous and not listed_ids:
+            warning = (
+                f"the node listed no sessions, where the previous list had "
+                f"{len(previous)}; each is asked about with show before it counts "
+                "as aged out or gone"
+            )
+            self.warnings.append(warning)
+            logger.warning("%s", warning)
+            return
         earlier: dict[str, datetime | None] | None = None
         if not previous and listed_ids:
             # The latest list was empty: compare with the latest one that was not.
@@ -244,7 +265,7 @@ class _SyncRun:
             f"(sync.interval is {format_duration(self.settings.sync.interval)})"
         )
         self.warnings.append(warning)
-        logger.warning("possible gap %s", warning)
+        logger.warning("%s", warning)
 
     def _since_last_list(self) -> str:
         last = self.store.freshness().last_success_at
@@ -326,6 +347,7 @@ class _SyncRun:
         executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=f"vx-{phase}"
         )
+        failed: list[tuple[str, UpstreamError]] = []
         try:
             futures: dict[Future[T], str] = {
                 executor.submit(call, session_id): session_id
@@ -336,14 +358,21 @@ class _SyncRun:
                 try:
                     yield session_id, future.result()
                 except UpstreamError as exc:
-                    logger.warning(
-                        "%s failed session=%s error=%s", phase, session_id, exc
-                    )
+                    logger.info("%s failed session=%s error=%s", phase, session_id, exc)
+                    failed.append((session_id, exc))
                     yield session_id, exc
                 if self.progress is not None:
                     self.progress(phase, done, total)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+        if failed:
+            # One line for the lot: a node that fails every pull would
+            # otherwise print one per session.
+            first_id, first_error = failed[0]
+            logger.warning(
+                "%s failed for %d of %d sessions, first session=%s error=%s",
+                phase, len(failed), total, first_id, first_error,
+            )  # fmt: skip
 
 
 @contextmanager

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -149,9 +152,43 @@ def common_options(command: F) -> F:
     return command
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the command stops as it would on Ctrl-C."""
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
 def run_cli(group: click.Group, args: list[str] | None = None) -> int:
     """Run the command line; turn every failure into one line on stderr and an exit code."""
     app = App()
+    with _sigterm_as_interrupt():
+        return _run(app, group, args)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """
+    Let SIGTERM stop a command the way Ctrl-C does, in the main thread.
+
+    By default SIGTERM ends the process at once, leaving a sync for the next
+    one to close. The scheduling commands put their own handler in place.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run(app: App, group: click.Group, args: list[str] | None) -> int:
     try:
         with group.make_context(
             "vxcache", list(sys.argv[1:] if args is None else args), obj=app
@@ -174,6 +211,9 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> int:
     except VxcacheError as exc:
         _fail(app, str(exc))
         return exc.exit_code
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130

@@ -16,7 +16,7 @@ from vxcache.cli._group import cli, db
 from vxcache.cli._output import print_record
 from vxcache.client import NodeClient
 from vxcache.config import default_config_path, starter_config
-from vxcache.errors import CacheBusyError, UsageError, VxcacheError
+from vxcache.errors import CacheBusyError, SyncError, UsageError, VxcacheError
 from vxcache.query import refresh_replica
 from vxcache.schedule import build_scheduler, claim_schedule, stop_on_signals
 from vxcache.sync import SyncSummary, run_sync
@@ -109,11 +109,17 @@ def sync(app: App, no_pull: bool, every: float | None) -> None:
             store, client, settings, pull=False if no_pull else None, progress=hook
         )
     _after_sync(app, summary)
+    if summary.outcome == "partial":
+        # What was mirrored stays; scripts still learn that something is missing.
+        raise SyncError(
+            f"sync {summary.sync_id} is partial: {summary.shortfall()}; "
+            "the next sync tries again",
+            run_id=summary.sync_id,
+        )
 
 
 def _after_sync(app: App, summary: SyncSummary) -> None:
-    for warning in summary.warnings:
-        app.note(f"warning: {warning}")
+    # The sync's warnings reached stderr through logging as they arose.
     # Bring the query replica up to date now, so the first query after a sync
     # does not pay for it; a failure here costs speed, never data.
     try:
@@ -164,6 +170,7 @@ def status(app: App) -> None:
         freshness = store.freshness()
         counts = store.counts()
     reachable: str | bool = "not checked (--offline)"
+    problem = None
     if not app.settings.offline:
         with NodeClient(app.settings.node) as client:
             problem = client.check_reachable()
@@ -182,6 +189,11 @@ def status(app: App) -> None:
         **counts,
     }
     print_record(record, fmt=app.fmt)
+    app.note(
+        freshness.describe(
+            refresh_failed=problem.removeprefix("unreachable: ") if problem else None
+        )
+    )
 
 
 @command_with_options(db, name="upgrade")

@@ -174,10 +174,17 @@ class Wire:
             ) from exc
 
     def probe(self, route: Route) -> str | None:
-        """Return None when the route answers 2xx, else a short reason."""
+        """
+        Return None when the route answers 2xx, else a short reason.
+
+        Waits no longer than ``connect_timeout`` for the answer to begin: a
+        node that takes connections but never answers is not reachable.
+        """
         started = time.perf_counter()
         try:
-            with self._http.stream(route.method, route.path) as response:
+            with self._http.stream(
+                route.method, route.path, timeout=self._settings.connect_timeout
+            ) as response:
                 status = response.status_code
         except httpx.LocalProtocolError:
             return "the request cannot be built; check node.token"

@@ -136,6 +136,9 @@ def parse_session_list(
     Raises:
         ShapeError: no list of sessions is found, or an item is not a session.
     """
+    if value is None:
+        # An empty list inside an object may be null; a bare null is no answer.
+        raise ShapeError("expected a list of sessions, got null")
     items = _find_collection(value, depth=2)
     known = known or {}
     listing = SessionListing()
@@ -221,9 +224,6 @@ def parse_write_answer(value: Any) -> dict[str, Any]:
 
 
 def _find_collection(value: Any, *, depth: int) -> list[Any]:
-    if value is None:
-        # Go encodes an empty (nil) slice as null.
-        return []
     if isinstance(value, list):
         return value
     if not isinstance(value, dict):
@@ -258,14 +258,17 @@ def _find_record(value: Any) -> Any:
 
 def _find_pull_fields(value: dict[str, Any]) -> dict[str, Any]:
     known = (*_STATE_KEYS, "artifacts")
-    if any(key in value for key in known):
-        return value
+    if not value or any(key in value for key in known):
+        return value  # {} is a pull of nothing
     for key in _PULL_WRAPPER_KEYS:
         inner = value.get(key)
-        if isinstance(inner, dict) and any(k in inner for k in known):
+        if isinstance(inner, dict) and (not inner or any(k in inner for k in known)):
             return inner
+    keys = ", ".join(sorted(value))
 
-    return value
+    raise ShapeError(
+        f"expected a Terraform state or artifacts, got an object with keys {keys}"
+    )
 
 
 def _parse_state(raw: Any) -> dict[str, Any] | None:
