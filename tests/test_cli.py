@@ -196,6 +196,13 @@ def test_status_ends_with_the_staleness_line_and_the_nodes_trouble(vx, devnode):
     assert "; node unreachable (connection refused)" in err
 
 
+def test_a_parameter_given_twice_is_refused(vx):
+    code, out, err = vx("query", "SELECT $x AS x", "-p", "x=1", "-p", "x=2")
+
+    assert (code, out) == (2, "")
+    assert "'x' is given twice" in err
+
+
 def test_sync_offline_exits_3(vx):
     assert vx("sync", "--offline")[0] == 3
 

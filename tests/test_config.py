@@ -108,6 +108,25 @@ def test_a_node_url_that_cannot_be_reached_is_refused(url, reason):
         load_settings(overrides={"node": {"url": url}}, environ={})
 
 
+def test_a_time_limit_of_nothing_is_refused():
+    with pytest.raises(ConfigError, match=r"'query\.time_limit'.*greater than 0"):
+        load_settings(overrides={"query": {"time_limit": "0s"}}, environ={})
+
+
+def test_a_link_to_the_cache_names_the_same_file(tmp_path):
+    real = tmp_path / "data" / "cache.db"
+    real.parent.mkdir()
+    real.touch()
+    (tmp_path / "link.db").symlink_to(real)
+
+    settings = load_settings(
+        overrides={"cache": {"path": str(tmp_path / "link.db")}}, environ={}
+    )
+
+    # The sync lock and the replica sit beside this path: one for both names.
+    assert settings.cache.db_path == real.resolve()
+
+
 def test_unknown_key_is_a_warning_naming_it(tmp_path, caplog):
     config = write(tmp_path / "c.toml", '[sync]\nintervall = "5m"\n[extra]\nx = 1\n')
 

@@ -106,9 +106,10 @@ class CacheSettings(_Section):
     @property
     def db_path(self) -> Path:
         """Return the SQLite file, defaulting to the platform's user data folder."""
+        # Resolved, so a link to the cache shares its locks and its replica.
         if self.path is not None:
-            return self.path.expanduser()
-        return Path(platformdirs.user_data_dir(APP_NAME)) / "cache.db"
+            return self.path.expanduser().resolve()
+        return (Path(platformdirs.user_data_dir(APP_NAME)) / "cache.db").resolve()
 
 
 class SyncSettings(_Section):
@@ -125,7 +126,7 @@ class SyncSettings(_Section):
 class QuerySettings(_Section):
     """Limits on user SQL and where extra reports live."""
 
-    time_limit: Seconds = 30.0
+    time_limit: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 30.0
     row_cap: int = Field(default=10_000, ge=1)
     reports_dir: Path | None = None
     memory_limit: str = "2GB"

@@ -32,6 +32,8 @@ def _params(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE")
+        if key in parsed:
+            raise click.BadParameter(f"{key!r} is given twice")
         parsed[key] = value
     return parsed
 
