@@ -1285,6 +1285,15 @@ with Store.open(settings) as store, NodeClient(settings.node) as client:
 """
 
 
+def wait_for_some_pulls(db_path: Path) -> None:
+    """Wait until a sync in another process has stored a few pulls."""
+    poll(
+        lambda: scalar(db_path, "SELECT count(*) FROM pulls") >= 3,
+        seconds=30,
+        what="the sync in the child process to store some pulls",
+    )
+
+
 def kill_a_sync_mid_pull(node: Devnode, db_path: Path) -> None:
     """Run a sync in a child process and SIGKILL it once some pulls have landed."""
     overrides = {
@@ -1298,11 +1307,7 @@ def kill_a_sync_mid_pull(node: Devnode, db_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        poll(
-            lambda: scalar(db_path, "SELECT count(*) FROM pulls") >= 3,
-            seconds=30,
-            what="the child sync to store some pulls",
-        )
+        wait_for_some_pulls(db_path)
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
@@ -1350,11 +1355,7 @@ def test_sigterm_stops_a_sync_command_as_ctrl_c_does(
         text=True,
     )  # fmt: skip
     try:
-        poll(
-            lambda: scalar(db_path, "SELECT count(*) FROM pulls") >= 3,
-            seconds=30,
-            what="the sync command to store some pulls",
-        )
+        wait_for_some_pulls(db_path)
     finally:
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=30)
