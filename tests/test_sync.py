@@ -33,6 +33,7 @@ from vxcache.config import Settings
 from vxcache.errors import (
     CacheBusyError,
     SessionNotFoundError,
+    SyncStoppedError,
     UpstreamDataError,
     UpstreamError,
 )
@@ -1363,6 +1364,61 @@ def test_sigterm_stops_a_sync_command_as_ctrl_c_does(
     runs = query(db_path, "SELECT outcome, error FROM sync_runs")
     assert (child.returncode, err.strip().splitlines()[-1]) == (143, "Terminated.")
     assert runs == [("failed", "interrupted")]
+
+
+@pytest.mark.slow
+def test_a_stopped_sync_keeps_its_pulls_and_the_next_finishes(
+    slow_pulls: Devnode, db_path: Path
+) -> None:
+    settings = settings_for(slow_pulls, db_path)
+    Store.open(settings).close()
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sync(settings, stop=stop)
+        except SyncStoppedError as exc:
+            raised.append(exc)
+
+    syncing = threading.Thread(target=run)
+    syncing.start()
+    wait_for_some_pulls(db_path)
+    stop.set()
+    syncing.join(timeout=30)
+    kept = scalar(db_path, "SELECT count(*) FROM pulls")
+    runs = query(db_path, "SELECT outcome, error FROM sync_runs")
+    summary = sync(settings)
+
+    assert (len(raised), runs) == (1, [("failed", "interrupted")])
+    assert 3 <= kept < 12  # it stopped early and kept what it had
+    assert (summary.outcome, summary.counts.pulled) == ("ok", 12 - kept)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_scheduled_sync_early_and_exits_cleanly(
+    slow_pulls: Devnode, db_path: Path
+) -> None:
+    Store.open(make_settings(slow_pulls, db_path)).close()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vxcache", "--db", str(db_path), "sync", "--every", "1h"],
+        env={**os.environ, "VXCACHE_NODE_URL": slow_pulls.url,
+             "VXCACHE_TOKEN": slow_pulls.token},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_for_some_pulls(db_path)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+
+    runs = query(db_path, "SELECT outcome, error FROM sync_runs")
+    assert (child.returncode, runs) == (0, [("failed", "interrupted")])
+    assert "SIGTERM: stopping; a running sync ends after its current answer" in err
+    assert scalar(db_path, "SELECT count(*) FROM pulls") < 12
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ Every error vxcache raises on purpose.
     │   ├── RecordNotFoundError        no such session or artifact in the cache
     │   └── CacheBusyError             another sync holds the cache
     ├── SyncError                      a sync run failed (.run_id)
+    │   └── SyncStoppedError           a sync asked to stop stopped early
     ├── WaitTimeoutError               a session did not settle in time (.session_id)
     └── WriteRefusedError              a write refused before anything was sent
         └── WritesDisabledError        write routes are off (api.allow_writes)
@@ -178,6 +179,10 @@ class SyncError(VxcacheError):
     def __init__(self, message: str, *, run_id: int | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+class SyncStoppedError(SyncError):
+    """A sync was asked to stop (its scheduler is shutting down) and did."""
 
 
 class WriteRefusedError(VxcacheError):

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from types import FrameType
 
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -24,7 +26,7 @@ from filelock import FileLock, Timeout
 from vxcache._time import utc_now
 from vxcache.client import NodeClient
 from vxcache.config import Settings
-from vxcache.errors import VxcacheError
+from vxcache.errors import SyncStoppedError, VxcacheError
 from vxcache.store import Store
 from vxcache.sync import SyncSummary, run_sync
 
@@ -37,17 +39,25 @@ AfterSync = Callable[[SyncSummary], None]
 
 
 def sync_once(
-    settings: Settings, *, trigger: str, after_sync: AfterSync | None = None
+    settings: Settings,
+    *,
+    trigger: str,
+    after_sync: AfterSync | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncSummary | None:
     """
     Run one sync as a job: log a failure and return None instead of raising.
 
     A failed sync is retried at the next tick; the job never kills the scheduler.
     A failing ``after_sync`` is logged; the summary of the sync still comes back.
+    ``stop`` set ends a running sync early (see :func:`stop_scheduler`).
     """
     try:
         with Store.open(settings) as store, NodeClient(settings.node) as client:
-            summary = run_sync(store, client, settings, trigger=trigger)
+            summary = run_sync(store, client, settings, trigger=trigger, stop=stop)
+    except SyncStoppedError as exc:
+        logger.warning("%s", exc)
+        return None
     except VxcacheError as exc:
         logger.error("scheduled sync failed error=%s", exc)
         return None
@@ -107,7 +117,12 @@ def build_scheduler(
         trigger=IntervalTrigger(
             seconds=seconds, jitter=int(settings.sync.jitter) or None, timezone="UTC"
         ),
-        kwargs={"settings": settings, "trigger": "schedule", "after_sync": after_sync},
+        kwargs={
+            "settings": settings,
+            "trigger": "schedule",
+            "after_sync": after_sync,
+            "stop": threading.Event(),
+        },
         id=SYNC_JOB_ID,
         max_instances=1,
         coalesce=True,
@@ -117,16 +132,33 @@ def build_scheduler(
     return scheduler
 
 
+def stop_scheduler(scheduler: BaseScheduler) -> None:
+    """
+    Shut a scheduler down, ending a running sync early; return when it has ended.
+
+    The sync stops after the answer it is handling: what it committed stays,
+    the run is recorded as interrupted, and the next sync does the rest.
+    """
+    if not scheduler.running:
+        return  # a second signal, say
+    job = scheduler.get_job(SYNC_JOB_ID)
+    if job is not None:
+        job.kwargs["stop"].set()
+    with contextlib.suppress(SchedulerNotRunningError):  # stopped meanwhile
+        scheduler.shutdown(wait=True)
+
+
 def stop_on_signals(scheduler: BaseScheduler) -> None:
-    """Shut the scheduler down on SIGINT and SIGTERM, letting a running sync finish."""
+    """Stop the scheduler (see :func:`stop_scheduler`) on SIGINT and SIGTERM."""
     if threading.current_thread() is not threading.main_thread():
         return
 
     def handle(signum: int, _frame: FrameType | None) -> None:
-        logger.info("stopping on signal=%s", signal.Signals(signum).name)
-        # A running sync finishes its current transaction; anything not yet
-        # committed is redone by the next sync.
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}).start()
+        logger.warning(
+            "%s: stopping; a running sync ends after its current answer",
+            signal.Signals(signum).name,
+        )
+        threading.Thread(target=stop_scheduler, args=(scheduler,)).start()
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)

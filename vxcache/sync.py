@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -26,7 +27,12 @@ from vxcache._time import format_timestamp, utc_now
 from vxcache._units import format_duration
 from vxcache.client import NodeClient
 from vxcache.config import Settings
-from vxcache.errors import CacheBusyError, SessionNotFoundError, UpstreamError
+from vxcache.errors import (
+    CacheBusyError,
+    SessionNotFoundError,
+    SyncStoppedError,
+    UpstreamError,
+)
 from vxcache.pulls import pull_input
 from vxcache.records import SessionListing, SessionRecord
 from vxcache.store import IndexEntry, ListingChanges, Store, SyncCounts
@@ -92,6 +98,7 @@ def run_sync(
     pull: bool | None = None,
     progress: ProgressHook | None = None,
     after_list: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncSummary:
     """
     Mirror the node into the cache once.
@@ -100,10 +107,13 @@ def run_sync(
         pull: pull artifacts of new and changed sessions; None takes the setting.
         after_list: called between reading the list and writing it (tests use
             it to make races deterministic).
+        stop: once set, the sync ends after the answer it is handling, keeps
+            what it committed and is recorded as interrupted.
 
     Raises:
         CacheBusyError: another sync held the cache past ``sync.lock_timeout``.
         UpstreamError: the list could not be read; the run is recorded as failed.
+        SyncStoppedError: ``stop`` was set before the sync finished.
     """
     lock = sync_lock(settings)
     try:
@@ -114,7 +124,9 @@ def run_sync(
             f"{format_duration(settings.sync.lock_timeout)}, try again when it finishes"
         ) from None
     try:
-        run = _SyncRun(store, client, settings, trigger=trigger, progress=progress)
+        run = _SyncRun(
+            store, client, settings, trigger=trigger, progress=progress, stop=stop
+        )
         return run.execute(
             pull=settings.sync.pull if pull is None else pull, after_list=after_list
         )
@@ -131,11 +143,13 @@ class _SyncRun:
         *,
         trigger: str,
         progress: ProgressHook | None,
+        stop: threading.Event | None,
     ) -> None:
         self.store = store
         self.client = client
         self.settings = settings
         self.progress = progress
+        self.stop = stop
         self.started = time.monotonic()
         self.counts = SyncCounts()
         self.warnings: list[str] = []
@@ -148,8 +162,10 @@ class _SyncRun:
         try:
             with _collector_paused():
                 missing = self._mirror_list(after_list)
+            self._check_stop()
             self._confirm_missing(missing)
             if pull:
+                self._check_stop()
                 self._pull_wanted()
         except BaseException as exc:
             self._finish("failed", error=_describe(exc))
@@ -168,6 +184,13 @@ class _SyncRun:
         )
 
         return summary
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise SyncStoppedError(
+                f"sync {self.sync_id} stopped early; the next sync finishes it",
+                run_id=self.sync_id,
+            )
 
     def _finish(self, outcome: str, *, error: str | None = None) -> None:
         self.counts.outcome = outcome
@@ -363,6 +386,7 @@ class _SyncRun:
                     yield session_id, exc
                 if self.progress is not None:
                     self.progress(phase, done, total)
+                self._check_stop()
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
         if failed:
@@ -459,7 +483,7 @@ def _with_pull_flag(
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt | SyncStoppedError):
         return "interrupted"
     return str(exc) or type(exc).__name__
 

@@ -35,7 +35,7 @@ from vxcache.api._context import ApiContext
 from vxcache.api._errors import install_error_handlers
 from vxcache.config import Settings
 from vxcache.errors import WritesDisabledError
-from vxcache.schedule import build_scheduler, claim_schedule
+from vxcache.schedule import build_scheduler, claim_schedule, stop_scheduler
 
 __all__ = ["WritesDisabledError", "check_exposure", "create_app", "is_loopback"]
 
@@ -112,8 +112,8 @@ def _lifespan(
             yield
         finally:
             if scheduler is not None:
-                logger.info("scheduler stopping; a running sync finishes first")
-                await anyio.to_thread.run_sync(lambda: scheduler.shutdown(wait=True))
+                logger.info("scheduler stopping; a running sync ends early")
+                await anyio.to_thread.run_sync(stop_scheduler, scheduler)
             if claim is not None:
                 claim.release()
             context.close()
