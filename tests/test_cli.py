@@ -203,6 +203,15 @@ def test_a_parameter_given_twice_is_refused(vx):
     assert "'x' is given twice" in err
 
 
+def test_an_unknown_report_is_bad_input(vx):
+    vx("sync")
+
+    code, out, err = vx("report", "nosuch")
+
+    assert (code, out) == (2, "")
+    assert "there is no report named 'nosuch'" in err
+
+
 def test_sync_offline_exits_3(vx):
     assert vx("sync", "--offline")[0] == 3
 

@@ -23,6 +23,7 @@ import pytest
 from conftest import make_settings
 from sqlalchemy import text
 
+from vxcache._time import format_timestamp
 from vxcache.config import Settings
 from vxcache.errors import (
     CacheBusyError,
@@ -1039,6 +1040,8 @@ def test_export_writes_every_relation_and_a_manifest(
     assert stored["change_seq"] == builder.store.change_seq()
     assert stored["schema_revision"] == SCHEMA_REVISION
     assert stored["as_of"].endswith("Z")
+    assert stored["synced_at"] == format_timestamp(NOW + timedelta(minutes=1))
+    assert manifest.freshness.last_success_at == NOW + timedelta(minutes=1)
     history = pq.read_table(target / "session_history.parquet")
     assert history.num_rows == 3
     assert str(history.schema.field("valid_from").type) == "timestamp[us, tz=UTC]"

@@ -11,7 +11,7 @@ import click
 from vxcache.cli._app import App, command_with_options, pass_app
 from vxcache.cli._group import cli
 from vxcache.cli._output import print_rows, render_rows
-from vxcache.errors import UsageError
+from vxcache.errors import RecordNotFoundError, UsageError
 from vxcache.query import QueryResult, run_query
 from vxcache.query.export import export_snapshot
 from vxcache.query.reports import list_reports, run_report
@@ -148,7 +148,11 @@ def report(
         ]
         print_rows(("report", "title", "parameters"), rows, fmt=app.fmt)
         return
-    _emit(app, run_report(app.settings, name, params, row_cap=None), output)
+    try:
+        result = run_report(app.settings, name, params, row_cap=None)
+    except RecordNotFoundError as exc:
+        raise UsageError(str(exc)) from None  # a name on the command line: exit 2
+    _emit(app, result, output)
 
 
 @command_with_options(cli, name="export")
@@ -165,3 +169,4 @@ def export_command(app: App, directory: Path) -> None:
     fmt = "csv" if app.fmt == "csv" else "parquet"
     manifest = export_snapshot(app.settings, directory, fmt=fmt)
     app.note(f"wrote {len(manifest.files)} relations to {directory}")
+    app.note(manifest.freshness.describe())

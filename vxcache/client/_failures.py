@@ -53,13 +53,23 @@ class Failures:
         """Return the route's URL without query string or user info."""
         return f"{self.base_url}{route.shown_path}"
 
-    def describe(self, exc: httpx.TransportError, *, is_answered: bool) -> str:
-        """Return a short reason for a transport failure: ``connection refused``."""
+    def describe(
+        self,
+        exc: httpx.TransportError,
+        *,
+        is_answered: bool,
+        read_timeout: float | None = None,
+    ) -> str:
+        """
+        Return a short reason for a transport failure: ``connection refused``.
+
+        ``read_timeout`` is the one the request had, if not ``node.read_timeout``.
+        """
         settings = self._settings
         if isinstance(exc, httpx.ConnectTimeout):
             return f"no connection within {format_seconds(settings.connect_timeout)}"
         if isinstance(exc, httpx.ReadTimeout):
-            waited = format_seconds(settings.read_timeout)
+            waited = format_seconds(read_timeout or settings.read_timeout)
             if is_answered:
                 return f"the answer stalled for {waited}"
             return f"no answer within {waited}"

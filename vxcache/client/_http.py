@@ -181,16 +181,20 @@ class Wire:
         node that takes connections but never answers is not reachable.
         """
         started = time.perf_counter()
+        timeout = self._settings.connect_timeout
         try:
             with self._http.stream(
-                route.method, route.path, timeout=self._settings.connect_timeout
+                route.method, route.path, timeout=timeout
             ) as response:
                 status = response.status_code
         except httpx.LocalProtocolError:
             return "the request cannot be built; check node.token"
         except httpx.TransportError as exc:
             self._log_failure(route, exc, started)
-            return f"unreachable: {self.failures.describe(exc, is_answered=False)}"
+            reason = self.failures.describe(
+                exc, is_answered=False, read_timeout=timeout
+            )
+            return f"unreachable: {reason}"
         self._log_request(route, status, 0, started)
 
         if 200 <= status < 300:

@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +23,7 @@ from vxcache import __version__
 from vxcache._time import format_timestamp, utc_now
 from vxcache.config import Settings
 from vxcache.errors import UsageError
+from vxcache.freshness import Freshness
 from vxcache.query import _sandbox
 from vxcache.query._schema import PUBLIC_RELATIONS, quote_literal
 
@@ -35,19 +36,28 @@ _COPY_OPTIONS: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """What a snapshot holds and which state of the cache it shows."""
+    """
+    What a snapshot holds and which state of the cache it shows.
+
+    ``as_of`` is when the snapshot was written, ``synced_at`` when the node
+    was last mirrored successfully before it (None if never).
+    """
 
     as_of: str
+    synced_at: str | None
     change_seq: int
     schema_revision: str
     vxcache_version: str
     format: str
     files: dict[str, str]
     row_counts: dict[str, int]
+    freshness: Freshness = field(compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """Return the manifest as ``manifest.json`` stores it."""
-        return asdict(self)
+        document = asdict(self)
+        del document["freshness"]  # its one fact a snapshot needs is synced_at
+        return document
 
 
 def export_snapshot(
@@ -77,8 +87,9 @@ def export_snapshot(
         is_sandboxed=False,
     )
     try:
-        ((change_seq, revision),) = instance.execute(
-            "SELECT watermark, revision FROM cache.replica_meta"
+        ((change_seq, revision, *fresh),) = instance.execute(
+            "SELECT watermark, revision, last_success_at, last_attempt_at, "
+            "last_attempt_outcome, last_error FROM cache.replica_meta"
         ).fetchall()
         files = {relation: f"{relation}.{fmt}" for relation in PUBLIC_RELATIONS}
         counts = {
@@ -90,14 +101,17 @@ def export_snapshot(
     finally:
         instance.close()
 
+    freshness = Freshness(*fresh)
     manifest = Manifest(
         as_of=str(format_timestamp(utc_now())),
+        synced_at=format_timestamp(freshness.last_success_at),
         change_seq=int(change_seq),
         schema_revision=str(revision),
         vxcache_version=__version__,
         format=fmt,
         files=files,
         row_counts=counts,
+        freshness=freshness,
     )
     document = orjson.dumps(manifest.as_json(), option=orjson.OPT_INDENT_2)
     try:
