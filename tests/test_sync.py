@@ -1253,6 +1253,27 @@ def test_sync_after_an_interrupted_one_catches_up(
     assert (summary.outcome, summary.counts.changed) == ("ok", 1)
 
 
+def test_pulls_stop_once_the_node_fails_many_in_a_row(
+    devnode_factory: DevnodeFactory, db_path: Path
+) -> None:
+    node = devnode_factory(sessions=60, window=60)
+    settings = settings_for(node, db_path, max_attempts=1)
+    set_faults(node, down=True, routes=["pull"])
+
+    failing = sync(settings)
+    asked = node.requests()["pull"]
+    set_faults(node)
+    after = sync(settings)
+
+    assert (failing.outcome, failing.counts.pulled, failing.counts.pull_failed) == (
+        "partial", 0, 60,
+    )  # fmt: skip
+    # Eight in a row, plus those already under way on the other workers.
+    workers = settings.sync.pull_concurrency
+    assert 8 <= asked <= 8 + workers
+    assert (after.outcome, after.counts.pulled) == ("ok", 60)
+
+
 def test_interrupt_while_pulling_keeps_whole_pulls(pulling: Settings) -> None:
     def stop_after_three(phase: str, done: int, _total: int) -> None:
         if phase == "pull" and done == 3:

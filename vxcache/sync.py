@@ -15,11 +15,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 from filelock import FileLock, Timeout
 
@@ -28,10 +28,12 @@ from vxcache._units import format_duration
 from vxcache.client import NodeClient
 from vxcache.config import Settings
 from vxcache.errors import (
+    AuthRejectedError,
     CacheBusyError,
     SessionNotFoundError,
     SyncStoppedError,
     UpstreamError,
+    UpstreamUnavailableError,
 )
 from vxcache.pulls import pull_input
 from vxcache.records import SessionListing, SessionRecord
@@ -371,6 +373,8 @@ class _SyncRun:
             max_workers=workers, thread_name_prefix=f"vx-{phase}"
         )
         failed: list[tuple[str, UpstreamError]] = []
+        in_a_row = 0  # failures no other session's request would escape
+        gave_up = False
         try:
             futures: dict[Future[T], str] = {
                 executor.submit(call, session_id): session_id
@@ -380,13 +384,25 @@ class _SyncRun:
                 session_id = futures[future]
                 try:
                     yield session_id, future.result()
+                    in_a_row = 0
                 except UpstreamError as exc:
                     logger.info("%s failed session=%s error=%s", phase, session_id, exc)
                     failed.append((session_id, exc))
+                    in_a_row += isinstance(exc, _NODE_WIDE_FAILURES)
                     yield session_id, exc
+                except CancelledError:  # not sent: given up on below
+                    yield (
+                        session_id,
+                        UpstreamUnavailableError(
+                            f"not asked: the node had failed the {phase}s before it"
+                        ),
+                    )
                 if self.progress is not None:
                     self.progress(phase, done, total)
                 self._check_stop()
+                if not gave_up and in_a_row >= _GIVE_UP_AFTER:
+                    _give_up(phase, futures, failed[-1][1])
+                    gave_up = True
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
         if failed:
@@ -397,6 +413,23 @@ class _SyncRun:
                 "%s failed for %d of %d sessions, first session=%s error=%s",
                 phase, len(failed), total, first_id, first_error,
             )  # fmt: skip
+
+
+# After this many failures in a row that say the node as a whole is away
+# (unreachable, timing out, 5xx after retries, the token refused), a phase
+# stops asking: each further request would only wait out its own retries.
+_GIVE_UP_AFTER: Final = 8
+_NODE_WIDE_FAILURES: Final = (UpstreamUnavailableError, AuthRejectedError)
+
+
+def _give_up(phase: str, futures: Iterable[Future[Any]], last: UpstreamError) -> None:
+    """Cancel the requests of a phase not yet sent, and say so."""
+    cancelled = sum(future.cancel() for future in futures)
+    logger.warning(
+        "%s: the node failed %d requests in a row (%s); %d sessions are left "
+        "for the next sync",
+        phase, _GIVE_UP_AFTER, last, cancelled,
+    )  # fmt: skip
 
 
 @contextmanager
