@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import httpx
 import pytest
+from conftest import free_port
 
 from vxcache.cli import cli
 from vxcache.cli._app import run_cli
@@ -210,6 +211,28 @@ def test_an_unknown_report_is_bad_input(vx):
 
     assert (code, out) == (2, "")
     assert "there is no report named 'nosuch'" in err
+
+
+def test_the_devnode_banner_shows_only_a_token_it_chose():
+    def banner(*token: str) -> str:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vxcache", "devnode", "--port", str(free_port()),
+             *token],
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            return process.stderr.readline()
+        finally:
+            process.terminate()
+            process.communicate(timeout=10)
+
+    given, chosen = banner("--token", "s3cret-given"), banner()
+
+    assert "token=(as given)" in given
+    assert "s3cret-given" not in given
+    assert "token=devnode-token" in chosen
 
 
 def test_sync_offline_exits_3(vx):

@@ -272,4 +272,4 @@ def devnode(
     )
     if token:
         config.token = token
-    serve(config, host=host, port=port)
+    serve(config, host=host, port=port, show_token=not token)

@@ -163,17 +163,27 @@ def create_app(config: DevnodeConfig) -> FastAPI:
     return app
 
 
-def serve(config: DevnodeConfig, *, host: str = "127.0.0.1", port: int = 8700) -> None:
+def serve(
+    config: DevnodeConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    show_token: bool = True,
+) -> None:
     """
-    Run a devnode with uvicorn until interrupted; prints its URL and token first.
+    Run a devnode with uvicorn until interrupted; prints its URL first.
+
+    The banner shows the token too, unless ``show_token`` is false (the caller
+    chose it, so there is nothing to learn from seeing it).
 
     Example:
         >>> serve(DevnodeConfig(seed=3), port=8701)  # doctest: +SKIP
     """
     app = create_app(config)
     url = f"http://{host}:{port}"
+    token = config.token if show_token else "(as given)"
     print(
-        f"devnode: {url} token={config.token} sessions={config.sessions} "
+        f"devnode: {url} token={token} sessions={config.sessions} "
         f"window={config.window} seed={config.seed}",
         file=sys.stderr,
         flush=True,
