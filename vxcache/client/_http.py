@@ -134,7 +134,7 @@ class Wire:
             stop=tenacity.stop_after_attempt(self._settings.max_attempts),
             wait=self._wait,
             retry=tenacity.retry_if_exception_type(_Failure),
-            before_sleep=partial(self._log_retry, route),
+            before_sleep=partial(self._log_retry, route, session_id),
             sleep=self._sleep,
             reraise=True,
         )
@@ -336,13 +336,22 @@ class Wire:
 
         return min(self._backoff(retry_state), cap)
 
-    def _log_retry(self, route: Route, retry_state: tenacity.RetryCallState) -> None:
+    def _log_retry(
+        self,
+        route: Route,
+        session_id: str | None,
+        retry_state: tenacity.RetryCallState,
+    ) -> None:
         outcome = retry_state.outcome
         failure = outcome.exception() if outcome is not None else None
         action = retry_state.next_action
-        logger.warning(
-            "node request retried route=%s attempt=%d wait=%.3g reason=%s",
+        # A request about one session is one of many a sync sends in a row,
+        # and the sync sums up their failures; only list retries are warnings.
+        logger.log(
+            logging.INFO if session_id else logging.WARNING,
+            "node request retried route=%s%s attempt=%d wait=%.3g reason=%s",
             route.name,
+            f" session={session_id}" if session_id else "",
             retry_state.attempt_number + 1,
             action.sleep if action is not None else 0.0,
             failure.reason if isinstance(failure, _Failure) else "unknown",
