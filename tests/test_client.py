@@ -253,7 +253,11 @@ def test_check_reachable_waits_no_longer_than_the_connect_timeout(devnode, make_
 
     problem = client.check_reachable()
 
-    assert problem == "unreachable: no answer within 0.3s"
+    # It names the wait it had (a loaded machine may not even connect in time).
+    assert problem in (
+        "unreachable: no answer within 0.3s",
+        "unreachable: no connection within 0.3s",
+    )
     assert time.perf_counter() - started < 1.5
 
 
