@@ -1363,27 +1363,32 @@ def test_sync_killed_mid_pull_leaves_an_intact_cache(
     assert (integrity, killed, unpulled[0][0] > 0) == ([("ok",)], [(None, 1)], True)
 
 
-@pytest.mark.slow
-def test_sigterm_stops_a_sync_command_as_ctrl_c_does(
-    slow_pulls: Devnode, db_path: Path
-) -> None:
-    Store.open(make_settings(slow_pulls, db_path)).close()
+def sigterm_mid_pull(node: Devnode, db_path: Path, *command: str) -> tuple[int, str]:
+    """Run a vxcache command, SIGTERM it once some pulls landed; return code, stderr."""
+    Store.open(make_settings(node, db_path)).close()
     child = subprocess.Popen(
-        [sys.executable, "-m", "vxcache", "--db", str(db_path), "sync"],
-        env={**os.environ, "VXCACHE_NODE_URL": slow_pulls.url,
-             "VXCACHE_TOKEN": slow_pulls.token},
+        [sys.executable, "-m", "vxcache", "--db", str(db_path), *command],
+        env={**os.environ, "VXCACHE_NODE_URL": node.url, "VXCACHE_TOKEN": node.token},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         wait_for_some_pulls(db_path)
     finally:
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=30)
+    return child.returncode, err
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sync_command_as_ctrl_c_does(
+    slow_pulls: Devnode, db_path: Path
+) -> None:
+    returncode, err = sigterm_mid_pull(slow_pulls, db_path, "sync")
 
     runs = query(db_path, "SELECT outcome, error FROM sync_runs")
-    assert (child.returncode, err.strip().splitlines()[-1]) == (143, "Terminated.")
+    assert (returncode, err.strip().splitlines()[-1]) == (143, "Terminated.")
     assert runs == [("failed", "interrupted")]
 
 
@@ -1420,23 +1425,10 @@ def test_a_stopped_sync_keeps_its_pulls_and_the_next_finishes(
 def test_sigterm_stops_a_scheduled_sync_early_and_exits_cleanly(
     slow_pulls: Devnode, db_path: Path
 ) -> None:
-    Store.open(make_settings(slow_pulls, db_path)).close()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "vxcache", "--db", str(db_path), "sync", "--every", "1h"],
-        env={**os.environ, "VXCACHE_NODE_URL": slow_pulls.url,
-             "VXCACHE_TOKEN": slow_pulls.token},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        wait_for_some_pulls(db_path)
-    finally:
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=30)
+    returncode, err = sigterm_mid_pull(slow_pulls, db_path, "sync", "--every", "1h")
 
     runs = query(db_path, "SELECT outcome, error FROM sync_runs")
-    assert (child.returncode, runs) == (0, [("failed", "interrupted")])
+    assert (returncode, runs) == (0, [("failed", "interrupted")])
     assert "SIGTERM: stopping; a running sync ends after its current answer" in err
     assert scalar(db_path, "SELECT count(*) FROM pulls") < 12
     assert "Traceback" not in err
