@@ -46,6 +46,10 @@ Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Bytes = Annotated[int, BeforeValidator(parse_size)]
 
 
+def _strip_text(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", strict=False)
 
@@ -71,7 +75,9 @@ class NodeSettings(_Section):
     """How to reach and authenticate to the node."""
 
     url: str = "http://127.0.0.1:8700"
-    token: SecretStr = SecretStr("")
+    # HTTP trims whitespace around a header value, so none can be part of a
+    # token; a stray space or newline from a token file is dropped here.
+    token: Annotated[SecretStr, BeforeValidator(_strip_text)] = SecretStr("")
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
     connect_timeout: Seconds = 5.0

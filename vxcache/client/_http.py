@@ -105,7 +105,7 @@ class Wire:
         self._http = http
         self._settings = settings
         self._sleep = sleep
-        self._has_token = bool(settings.token.get_secret_value().strip())
+        self._has_token = bool(settings.token.get_secret_value())
         # 0.5s, 1s, 2s ... plus up to 0.5s of jitter; _wait caps the sum.
         self._backoff = tenacity.wait_exponential(
             multiplier=0.5, max=settings.retry_max_wait

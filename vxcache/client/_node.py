@@ -238,9 +238,7 @@ def tls_verification(url: str) -> ssl.SSLContext | bool:
 
 
 def _auth_headers(settings: NodeSettings) -> dict[str, str]:
-    # HTTP trims whitespace around a header value, so none can be part of a
-    # token; a stray space or newline from a token file is dropped.
-    token = settings.token.get_secret_value().strip()
+    token = settings.token.get_secret_value()
     if not token:
         return {}
     if not _HEADER_NAME.match(settings.auth_header):

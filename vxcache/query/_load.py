@@ -193,10 +193,7 @@ def apply_chunk(
     """
     structure = ", ".join(f'"{c.name}": "{_JSON_TYPES.get(c.duck_type, "VARCHAR")}"'
                           for c in spec.columns)  # fmt: skip
-    casts = ", ".join(
-        f"{_cast(f'r.{_quoted(c.name)}', c.duck_type)} AS {_quoted(c.name)}"
-        for c in spec.columns
-    )
+    casts = ", ".join(_read_column(c.name, c.duck_type) for c in spec.columns)
     cursor.register("vxcache_chunk", chunk)
     try:
         cursor.execute(
@@ -215,16 +212,14 @@ def apply_chunk(
     cursor.execute("DROP TABLE incoming")
 
 
-def _quoted(name: str) -> str:
-    return f'"{name}"'
-
-
-def _cast(value: str, duck_type: str) -> str:
+def _read_column(name: str, duck_type: str) -> str:
+    """Return the expression reading one column of the transformed row ``r``."""
+    value = f'r."{name}"'
     if duck_type == "TIMESTAMPTZ":
         # Text to TIMESTAMPTZ goes through the time zone library for every
         # value; the same instant read as UTC wall time is a third cheaper.
-        return f"make_timestamptz(epoch_us(CAST({value} AS TIMESTAMP)))"
-    return f"CAST({value} AS {duck_type})"
+        return f'make_timestamptz(epoch_us(CAST({value} AS TIMESTAMP))) AS "{name}"'
+    return f'CAST({value} AS {duck_type}) AS "{name}"'
 
 
 def _delete_matching(
